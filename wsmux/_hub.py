@@ -1,0 +1,387 @@
+"""The broadcast hub: match each message, hand it to every subscriber.
+
+The hub knows nothing of sockets. The supervisor calls :meth:`Hub.publish`
+for each parsed message and, when it returns True, awaits
+:meth:`Hub.relieve` so that consumers can catch up (and ``block`` streams can
+apply backpressure). Streams and handlers can be added before any message
+flows, so none is missed.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, Literal, TypeAlias
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from ._exceptions import StreamLagged
+from ._log import RateLimitedLog
+from ._match import _MISSING, Clause, Filters, Index, compile_filters, matches
+from ._stream import Overflow, Stream
+
+__all__ = ["Handler", "Hub"]
+
+Handler: TypeAlias = Callable[[Any], "Awaitable[object] | object"]
+
+
+class _SyncHandler:
+    """A handler called inline by the publisher."""
+
+    __slots__ = ("_hub", "_multi", "_stamp", "fn")
+
+    def __init__(self, hub: Hub, fn: Handler) -> None:
+        self._hub = hub
+        self.fn = fn
+        self._stamp = 0
+        self._multi = False
+
+    def _put(self, msg: Any) -> None:
+        try:
+            self.fn(msg)
+        except Exception as exc:
+            self._hub._handler_failed(self.fn, exc)
+
+
+class Hub:
+    """Fan one sequence of messages out to filtered streams and handlers.
+
+    Use it as an async context manager (or let a ``Multiplexer`` do so): the
+    context runs the tasks of async handlers and, on exit, ends every stream
+    and lets the handlers drain.
+
+    Args:
+        drain_timeout: On exit, how long async handlers may take to finish
+            the messages already buffered for them before they are cancelled.
+    """
+
+    def __init__(self, *, drain_timeout: float = 5.0) -> None:
+        self._index: Index[Any] = Index()
+        self._streams: set[Stream] = set()
+        self._gap_streams: list[Stream] = []
+        self._block_streams: list[Stream] = []
+        self._handlers: dict[Handler, _SyncHandler | Stream] = {}
+        self._pending: list[tuple[Handler, Stream]] = []
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._closed = False
+        self._error: BaseException | None = None
+        self._stamp = 0
+        self._drain_timeout = drain_timeout
+        self._handler_log = RateLimitedLog(logging.ERROR)
+        self._filter_log = RateLimitedLog(logging.ERROR)
+        self._lag_log = RateLimitedLog(logging.WARNING)
+        #: Set by a stream that climbed to half full or a full ``block`` stream.
+        self._pressure = False
+        #: Messages published.
+        self.published = 0
+        #: Exceptions raised by handlers.
+        self.handler_errors = 0
+        #: Exceptions raised by filter predicates (the message did not match).
+        self.filter_errors = 0
+        self._dropped_closed = 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<Hub {state} streams={len(self._streams)} handlers={len(self._handlers)}"
+            f" published={self.published}>"
+        )
+
+    # -- subscribing ---------------------------------------------------------
+
+    def open_stream(
+        self,
+        filters: Filters = None,
+        *,
+        maxsize: int = 1024,
+        overflow: Overflow = "lag",
+        gaps: Literal["raise", "ignore"] = "ignore",
+        name: str | None = None,
+    ) -> Stream:
+        """Open a stream of the messages the filter selects.
+
+        Args:
+            filters: ``None`` or ``[]`` for every message, a dict (AND over
+                its items) or a list of dicts (OR over them).
+            maxsize: The most messages buffered for this stream.
+            overflow: What happens when the buffer is full: ``"lag"`` (drop
+                the oldest; the next read raises StreamLagged), ``"drop_oldest"``,
+                ``"drop_newest"`` (silent but counted), or ``"block"`` (the
+                publisher waits; slows every subscriber).
+            gaps: ``"raise"`` to get ConnectionGap at an unplanned reconnect.
+            name: A label shown in the stream's repr.
+
+        Returns:
+            The open stream; already receiving.
+
+        Raises:
+            TypeError: The filter is malformed.
+            ValueError: An option is out of range.
+        """
+        clauses = compile_filters(filters)
+        stream = Stream(self, maxsize=maxsize, overflow=overflow, gaps=gaps, name=name)
+        if self._closed:
+            stream._end(self._error)
+            return stream
+        self._register(stream, clauses)
+        return stream
+
+    def _register(
+        self, target: Stream | _SyncHandler, clauses: list[dict[str, Any]] | None
+    ) -> None:
+        target._multi = clauses is not None and len(clauses) > 1
+        self._index.add(target, clauses)
+        if isinstance(target, Stream):
+            self._streams.add(target)
+            if target.gaps == "raise":
+                self._gap_streams = [*self._gap_streams, target]
+            if target.overflow == "block":
+                self._block_streams = [*self._block_streams, target]
+
+    def _discard(self, stream: Stream) -> None:
+        """Unregister a stream (called by the stream when it closes)."""
+        if stream in self._streams:
+            self._streams.discard(stream)
+            self._index.remove(stream)
+            self._gap_streams = [s for s in self._gap_streams if s is not stream]
+            self._block_streams = [s for s in self._block_streams if s is not stream]
+            self._dropped_closed += stream.statistics().dropped
+
+    def add_handler(
+        self,
+        fn: Handler,
+        filters: Filters = None,
+        *,
+        maxsize: int = 1024,
+        overflow: Overflow = "lag",
+    ) -> None:
+        """Call ``fn(msg)`` for every message the filter selects.
+
+        A plain function runs inline in the reader and must be quick. A
+        coroutine function gets its own stream and task, so a slow one never
+        delays the reader or other subscribers; ``maxsize`` and ``overflow``
+        apply to that stream (a lag is logged and counted). Exceptions are
+        logged and counted, never propagated.
+
+        Args:
+            fn: The handler.
+            filters: As for :meth:`open_stream`.
+            maxsize: Buffer size for an async handler.
+            overflow: Overflow policy for an async handler.
+
+        Raises:
+            TypeError: ``fn`` is not callable, or the filter is malformed.
+            ValueError: ``fn`` is already a handler.
+        """
+        if not callable(fn):
+            raise TypeError(f"handler must be callable, not {type(fn).__name__}")
+        if fn in self._handlers:
+            raise ValueError(f"{fn!r} is already a handler")
+        if _is_async(fn):
+            stream = self.open_stream(filters, maxsize=maxsize, overflow=overflow, name=_name(fn))
+            self._handlers[fn] = stream
+            if self._tg is not None:
+                self._tg.start_soon(
+                    self._run_handler, fn, stream, name=f"wsmux handler {_name(fn)}"
+                )
+            else:
+                self._pending.append((fn, stream))
+            return
+        clauses = compile_filters(filters)
+        entry = _SyncHandler(self, fn)
+        self._handlers[fn] = entry
+        self._register(entry, clauses)
+
+    def remove_handler(self, fn: Handler) -> None:
+        """Stop calling a handler; safe from inside the handler itself.
+
+        Args:
+            fn: A handler added before.
+
+        Raises:
+            KeyError: ``fn`` is not a handler.
+        """
+        entry = self._handlers.pop(fn, None)
+        if entry is None:
+            raise KeyError(f"{fn!r} is not a handler")
+        if isinstance(entry, Stream):
+            entry.close_nowait()
+        else:
+            self._index.remove(entry)
+
+    def on(self, filters: Filters = None, **options: Any) -> Callable[[Handler], Handler]:
+        """Decorator form of :meth:`add_handler`.
+
+        Args:
+            filters: As for :meth:`open_stream`.
+            **options: ``maxsize`` and ``overflow`` for async handlers.
+
+        Returns:
+            A decorator that adds the function and returns it unchanged.
+        """
+
+        def decorate(fn: Handler) -> Handler:
+            self.add_handler(fn, filters, **options)
+            return fn
+
+        return decorate
+
+    async def _run_handler(self, fn: Handler, stream: Stream) -> None:
+        while True:
+            try:
+                msg = await stream.receive()
+            except StreamLagged as exc:
+                self._lag_log("async handler %s lagged: %d message(s) lost", _name(fn), exc.count)
+                continue
+            except Exception:
+                return  # end of stream, closed, or the hub's fatal error
+            try:
+                await fn(msg)  # type: ignore[misc]
+            except Exception as exc:
+                self._handler_failed(fn, exc)
+
+    def _handler_failed(self, fn: Handler, exc: Exception) -> None:
+        self.handler_errors += 1
+        self._handler_log("handler %s raised %r", _name(fn), exc, exc_info=exc)
+
+    # -- publishing ----------------------------------------------------------
+
+    def publish(self, msg: Any) -> bool:
+        """Hand a message to every stream and handler whose filter selects it.
+
+        Args:
+            msg: The parsed message; subscribers share it, unchanged.
+
+        Returns:
+            True when the caller should ``await relieve()`` before the next
+            publish: a consumer is falling behind or a ``block`` stream is full.
+        """
+        self.published += 1
+        index = self._index
+        for target in index.catch_all:
+            target._put(msg)
+        get: Callable[[str, Any], Any]
+        if msg.__class__ is dict or isinstance(msg, Mapping):
+            get = msg.get
+        elif isinstance(msg, list | tuple | str | bytes):
+            return self._pressure
+        else:
+            get = functools.partial(getattr, msg)
+
+        self._stamp = stamp = self._stamp + 1
+        for key, values, bools in index.keys:
+            value = get(key, _MISSING)
+            if value is _MISSING:
+                continue
+            try:
+                bucket = (bools if value.__class__ is bool else values).get(value)
+            except TypeError:  # an unhashable value equals no scalar
+                continue
+            if bucket is not None:
+                self._deliver(bucket, msg, stamp)
+        if index.scan:
+            self._deliver(index.scan, msg, stamp)
+        return self._pressure
+
+    def _deliver(self, clauses: list[Clause[Any]], msg: Any, stamp: int) -> None:
+        for clause in clauses:
+            rest = clause.rest
+            if rest is not None:
+                try:
+                    if not matches(rest, msg):
+                        continue
+                except Exception as exc:
+                    self.filter_errors += 1
+                    self._filter_log("filter predicate raised %r; message not matched", exc)
+                    continue
+            target = clause.target
+            if target._multi:
+                if target._stamp == stamp:
+                    continue
+                target._stamp = stamp
+            target._put(msg)
+
+    async def relieve(self) -> None:
+        """Let consumers catch up; wait while a ``block`` stream is full."""
+        self._pressure = False
+        for stream in self._block_streams:
+            await stream._wait_space()
+        await anyio.lowlevel.checkpoint()
+
+    def mark_gap(self) -> None:
+        """Record an unplanned reconnect in every ``gaps="raise"`` stream."""
+        for stream in self._gap_streams:
+            stream._mark_gap()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def close(self, error: BaseException | None = None) -> None:
+        """End every stream; iteration ends, or raises ``error`` if given.
+
+        Buffered messages are still delivered first. Closing twice keeps the
+        first outcome.
+
+        Args:
+            error: The fatal error the multiplexer died of, if any.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._error = error
+        for stream in list(self._streams):
+            stream._end(error)
+
+    async def __aenter__(self) -> Hub:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._start_handlers()
+        return self
+
+    def _start_handlers(self) -> None:
+        if self._tg is None:
+            return
+        for fn, stream in self._pending:
+            self._tg.start_soon(self._run_handler, fn, stream, name=f"wsmux handler {_name(fn)}")
+        self._pending.clear()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self.close()
+        tg, self._tg = self._tg, None
+        if tg is None:
+            return None
+        tg.cancel_scope.deadline = anyio.current_time() + self._drain_timeout
+        return await tg.__aexit__(exc_type, exc, tb)
+
+    def stream_count(self) -> int:
+        """Return how many streams are open (async handlers' included)."""
+        return len(self._streams)
+
+    def dropped(self) -> int:
+        """Return the messages lost to overflow, over all streams ever opened."""
+        return self._dropped_closed + sum(s.statistics().dropped for s in self._streams)
+
+
+def _is_async(fn: Handler) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
+    )
+
+
+def _name(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None)
+    return name if isinstance(name, str) else repr(fn)

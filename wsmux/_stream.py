@@ -1,0 +1,366 @@
+"""Per-subscriber bounded buffers with an overflow policy.
+
+A :class:`Stream` is filled by the hub (synchronously, from the reader) and
+drained by one consumer task. Reading a buffered message costs no event-loop
+round trip; every :data:`CHECKPOINT_EVERY` reads the consumer still yields, so
+a busy consumer lets other tasks run. The hub is told when a buffer climbs to
+half full, so the reader can yield and let consumers catch up before a burst
+overflows them.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+from types import TracebackType
+from typing import Any, Final, Literal, NamedTuple, Protocol, TypeAlias
+
+import anyio
+import anyio.lowlevel
+
+from ._exceptions import ConnectionGap, StreamClosed, StreamLagged
+
+__all__ = ["CHECKPOINT_EVERY", "GAP", "Overflow", "Stream", "StreamStatistics"]
+
+Overflow: TypeAlias = Literal["lag", "drop_oldest", "drop_newest", "block"]
+_POLICIES: Final = ("lag", "drop_oldest", "drop_newest", "block")
+
+#: A consumer reading buffered messages yields to the event loop this often.
+CHECKPOINT_EVERY: Final = 128
+
+
+class _Gap:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<connection gap>"
+
+
+#: Marker put in the buffers of ``gaps="raise"`` streams at an unplanned reconnect.
+GAP: Final = _Gap()
+
+_OPEN, _ENDED, _CLOSED = 0, 1, 2
+
+
+class _Owner(Protocol):
+    _pressure: bool
+
+    def _discard(self, stream: Stream) -> None: ...
+
+
+class StreamStatistics(NamedTuple):
+    """Counters of one stream.
+
+    ``delivered + dropped + buffered`` is the number of messages that matched
+    the stream's filter since it opened.
+
+    Attributes:
+        delivered: Messages handed to the reader.
+        dropped: Messages lost to overflow, or still buffered at close.
+        buffered: Messages waiting to be read now.
+        peak: The most messages ever buffered at once.
+    """
+
+    delivered: int
+    dropped: int
+    buffered: int
+    peak: int
+
+
+class Stream:
+    """An independent, filtered view of the messages of one multiplexer.
+
+    Created by ``Multiplexer.stream_filter`` (or ``Hub.open_stream``), never
+    directly. Iterate it with ``async for``; close it with ``await
+    stream.close()`` or by leaving ``async with stream:``. Iteration ends
+    when the multiplexer exits cleanly, and raises the multiplexer's error
+    when it dies; messages already buffered are delivered first either way.
+
+    Every subscriber sees the same message object: treat messages as
+    read-only.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_block_at",
+        "_buf",
+        "_delivered",
+        "_dropped",
+        "_error",
+        "_event",
+        "_gap_pending",
+        "_high",
+        "_lost",
+        "_maxsize",
+        "_multi",
+        "_owner",
+        "_peak",
+        "_policy",
+        "_reads",
+        "_space",
+        "_stamp",
+        "_state",
+        "_step",
+        "gaps",
+        "name",
+    )
+
+    def __init__(
+        self,
+        owner: _Owner,
+        *,
+        maxsize: int = 1024,
+        overflow: Overflow = "lag",
+        gaps: Literal["raise", "ignore"] = "ignore",
+        name: str | None = None,
+    ) -> None:
+        if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1:
+            raise ValueError(f"maxsize must be an int >= 1, not {maxsize!r}")
+        if overflow not in _POLICIES:
+            raise ValueError(f"overflow must be one of {', '.join(_POLICIES)}; got {overflow!r}")
+        if gaps not in ("raise", "ignore"):
+            raise ValueError(f"gaps must be 'raise' or 'ignore', not {gaps!r}")
+        self._owner = owner
+        self._buf: collections.deque[Any] = collections.deque()
+        self._maxsize = maxsize
+        self._policy = overflow
+        # The reader is asked to yield when the buffer climbs through half
+        # full, and again every `_step` more, a step smaller than what a
+        # consumer drains per turn, so one that keeps up never overflows.
+        self._high = max(1, maxsize // 2)
+        self._step = max(1, min(CHECKPOINT_EVERY // 2, (maxsize - self._high) // 4))
+        self._block_at = maxsize if overflow == "block" else sys.maxsize
+        self._event: anyio.Event | None = None
+        self._space: anyio.Event | None = None
+        self._state = _OPEN
+        self._error: BaseException | None = None
+        self._lost = 0
+        self._gap_pending = False
+        self._delivered = 0
+        self._dropped = 0
+        self._peak = 0
+        self._reads = 0
+        self._stamp = 0
+        self._multi = False
+        self.gaps = gaps
+        self.name = name
+
+    def __repr__(self) -> str:
+        state = ("open", "ended", "closed")[self._state]
+        name = f" {self.name!r}" if self.name else ""
+        return (
+            f"<Stream{name} {state} {self._policy} buffered={len(self._buf)}/{self._maxsize}"
+            f" delivered={self._delivered} dropped={self._dropped}>"
+        )
+
+    # -- filled by the hub -------------------------------------------------
+
+    def _put(self, msg: Any) -> None:
+        if self._state:
+            return
+        buf = self._buf
+        if len(buf) >= self._maxsize:
+            policy = self._policy
+            if policy == "drop_newest":
+                self._dropped += 1
+                return
+            if policy != "block":
+                if buf.popleft() is GAP:
+                    self._gap_pending = True
+                else:
+                    self._dropped += 1
+                    if policy == "lag":
+                        self._lost += 1
+        buf.append(msg)
+        n = len(buf)
+        if n > self._peak:
+            self._peak = n
+        if n >= self._high and (
+            n >= self._block_at or (n < self._maxsize and not (n - self._high) % self._step)
+        ):
+            self._owner._pressure = True
+        event = self._event
+        if event is not None:
+            self._event = None
+            event.set()
+
+    def _mark_gap(self) -> None:
+        if self._state == _OPEN and self.gaps == "raise":
+            self._buf.append(GAP)
+            self._wake()
+
+    def _end(self, error: BaseException | None) -> None:
+        if self._state == _OPEN:
+            self._state = _ENDED
+            self._error = error
+            self._wake()
+
+    def _wake(self) -> None:
+        for attr in ("_event", "_space"):
+            event = getattr(self, attr)
+            if event is not None:
+                setattr(self, attr, None)
+                event.set()
+
+    async def _wait_space(self) -> None:
+        """Wait until a ``block`` stream is below its maxsize (or done)."""
+        while self._state == _OPEN and len(self._buf) >= self._maxsize:
+            if self._space is None:
+                self._space = anyio.Event()
+            await self._space.wait()
+
+    # -- read by the consumer ----------------------------------------------
+
+    def receive_nowait(self) -> Any:
+        """Return the next buffered message without waiting.
+
+        Returns:
+            The message.
+
+        Raises:
+            StreamLagged: Messages were lost to overflow since the last read.
+            ConnectionGap: The connection was replaced here (``gaps="raise"``).
+            anyio.WouldBlock: Nothing is buffered.
+            anyio.EndOfStream: The multiplexer exited cleanly and the buffer
+                is drained.
+            StreamClosed: The stream was closed.
+            Exception: The error the multiplexer died of, once drained.
+        """
+        if self._lost:
+            lost, self._lost = self._lost, 0
+            raise StreamLagged(lost)
+        if self._gap_pending:
+            self._gap_pending = False
+            raise ConnectionGap("the connection was lost and replaced; messages may be missing")
+        buf = self._buf
+        if buf:
+            msg = buf.popleft()
+            if self._space is not None and len(buf) < self._maxsize:
+                self._space.set()
+                self._space = None
+            if msg is GAP:
+                raise ConnectionGap("the connection was lost and replaced; messages may be missing")
+            self._delivered += 1
+            return msg
+        if self._state == _OPEN:
+            raise anyio.WouldBlock
+        if self._state == _CLOSED:
+            raise StreamClosed("the stream is closed")
+        if self._error is not None:
+            raise self._error
+        raise anyio.EndOfStream
+
+    async def receive(self) -> Any:
+        """Wait for the next message and return it.
+
+        Returns:
+            The message.
+
+        Raises:
+            StreamLagged: Messages were lost to overflow since the last read.
+            ConnectionGap: The connection was replaced here (``gaps="raise"``).
+            anyio.EndOfStream: The multiplexer exited cleanly and the buffer
+                is drained.
+            StreamClosed: The stream was closed.
+            Exception: The error the multiplexer died of, once drained.
+        """
+        self._reads += 1
+        if not self._reads % CHECKPOINT_EVERY:
+            await anyio.lowlevel.checkpoint()
+        while True:
+            try:
+                return self.receive_nowait()
+            except anyio.WouldBlock:
+                event = self._event
+                if event is None:
+                    event = self._event = anyio.Event()
+                await event.wait()
+
+    def __aiter__(self) -> Stream:
+        return self
+
+    async def __anext__(self) -> Any:
+        # Fast path: a buffered message, nothing to report.
+        buf = self._buf
+        self._reads += 1
+        if not self._reads % CHECKPOINT_EVERY:
+            await anyio.lowlevel.checkpoint()
+        if buf and not self._lost and not self._gap_pending and self._space is None:
+            msg = buf.popleft()
+            if msg is not GAP:
+                self._delivered += 1
+                return msg
+            buf.appendleft(msg)
+        self._reads -= 1
+        try:
+            return await self.receive()
+        except (anyio.EndOfStream, StreamClosed):
+            raise StopAsyncIteration from None
+
+    # -- closing and introspection -----------------------------------------
+
+    def close_nowait(self) -> None:
+        """Close the stream now: stop receiving, drop what is buffered.
+
+        Closing twice is harmless. A reader waiting on the stream wakes and
+        its iteration ends.
+        """
+        if self._state == _CLOSED:
+            return
+        self._dropped += self.statistics().buffered
+        self._state = _CLOSED
+        self._buf.clear()
+        self._lost = 0
+        self._gap_pending = False
+        self._owner._discard(self)
+        self._wake()
+
+    async def close(self) -> None:
+        """Close the stream (a coroutine, as in AsyncWebsocketStreamInterface).
+
+        Unregisters it from the multiplexer at once; buffered messages are
+        counted as dropped. Closing twice is harmless.
+        """
+        self.close_nowait()
+        await anyio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        """Close the stream; the same as :meth:`close`."""
+        await self.close()
+
+    async def __aenter__(self) -> Stream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close_nowait()
+
+    @property
+    def closed(self) -> bool:
+        """True once the stream was closed or its multiplexer ended."""
+        return self._state != _OPEN
+
+    @property
+    def maxsize(self) -> int:
+        """The most messages the stream buffers."""
+        return self._maxsize
+
+    @property
+    def overflow(self) -> Overflow:
+        """The overflow policy: lag, drop_oldest, drop_newest or block."""
+        return self._policy
+
+    def statistics(self) -> StreamStatistics:
+        """Return the stream's counters.
+
+        Returns:
+            delivered, dropped, buffered (gap markers not counted) and peak.
+        """
+        buffered = len(self._buf)
+        if self.gaps == "raise" and buffered:
+            buffered -= sum(1 for m in self._buf if m is GAP)
+        return StreamStatistics(self._delivered, self._dropped, buffered, self._peak)
