@@ -18,9 +18,9 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 
 def _live_tasks() -> list[str]:
-    import sniffio
+    from wsmux._connection import current_backend
 
-    if sniffio.current_async_library() == "trio":
+    if current_backend() == "trio":
         import trio
 
         names: list[str] = []

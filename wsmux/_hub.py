@@ -84,6 +84,9 @@ class Hub:
         #: Exceptions raised by filter predicates (the message did not match).
         self.filter_errors = 0
         self._dropped_closed = 0
+        self._running = 0
+        self._idle = anyio.Event()
+        self._idle.set()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -232,6 +235,28 @@ class Hub:
         return decorate
 
     async def _run_handler(self, fn: Handler, stream: Stream) -> None:
+        self._running += 1
+        if self._running == 1:
+            self._idle = anyio.Event()
+        try:
+            await self._feed_handler(fn, stream)
+        finally:
+            self._running -= 1
+            if not self._running:
+                self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Wait until every async handler has finished (after :meth:`close`).
+
+        Handlers still busy after ``drain_timeout`` are cancelled.
+        """
+        with anyio.move_on_after(self._drain_timeout):
+            await self._idle.wait()
+        if not self._idle.is_set() and self._tg is not None:
+            self._tg.cancel_scope.cancel()
+            await self._idle.wait()
+
+    async def _feed_handler(self, fn: Handler, stream: Stream) -> None:
         while True:
             try:
                 msg = await stream.receive()

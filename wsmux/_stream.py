@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import sys
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, Literal, NamedTuple, Protocol, TypeAlias
 
@@ -93,6 +94,7 @@ class Stream:
         "_lost",
         "_maxsize",
         "_multi",
+        "_on_close",
         "_owner",
         "_peak",
         "_policy",
@@ -142,6 +144,7 @@ class Stream:
         self._reads = 0
         self._stamp = 0
         self._multi = False
+        self._on_close: Callable[[], None] | None = None
         self.gaps = gaps
         self.name = name
 
@@ -314,6 +317,9 @@ class Stream:
         self._gap_pending = False
         self._owner._discard(self)
         self._wake()
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()
 
     async def close(self) -> None:
         """Close the stream (a coroutine, as in AsyncWebsocketStreamInterface).

@@ -1,0 +1,205 @@
+"""The transport seam: the Connection protocol, default connect, error classes.
+
+Anything with ``recv``, ``send`` and ``close`` coroutines is a connection;
+websockets' asyncio and trio clients qualify as they are. Under trio,
+websockets' client lives in a nursery, so ``_create_ws`` may also return an
+async context manager that yields the connection; the supervisor enters it
+in a task of its own and leaves it to close the connection.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import websockets.exceptions as wse
+
+from ._exceptions import FatalConnectError
+from ._log import redact_url
+
+__all__ = [
+    "Connection",
+    "Failure",
+    "ScrubbingLogger",
+    "classify",
+    "current_backend",
+    "default_connect",
+    "scrub",
+]
+
+
+def current_backend() -> str:
+    """Return ``"trio"`` when running under trio, else ``"asyncio"``."""
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:
+            pass
+        else:
+            return "trio"
+    return "asyncio"
+
+
+@runtime_checkable
+class Connection(Protocol):
+    """What wsmux needs of a websocket connection.
+
+    websockets' asyncio and trio ``ClientConnection`` satisfy it; adapt any
+    other client with three coroutines.
+    """
+
+    async def recv(self) -> str | bytes:
+        """Return the next message; raise when the connection is lost."""
+        ...
+
+    async def send(self, message: str | bytes) -> None:
+        """Send one message."""
+        ...
+
+    async def close(self) -> None:
+        """Close the connection."""
+        ...
+
+
+def default_connect(url: str, options: dict[str, Any]) -> Any:
+    """Start connecting with websockets' client for the running backend.
+
+    Args:
+        url: The websocket URL.
+        options: Keyword arguments for websockets' ``connect``.
+
+    Returns:
+        Under asyncio, an awaitable that gives a ClientConnection; under
+        trio, an async context manager that yields one.
+
+    """
+    if current_backend() == "trio":
+        from websockets.trio.client import connect as trio_connect
+
+        return trio_connect(url, **options)
+    from websockets.asyncio.client import connect as asyncio_connect
+
+    return asyncio_connect(url, **options)
+
+
+class ScrubbingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger for websockets that never prints a URL's path or query.
+
+    websockets logs the request line (``GET /ws/<listenKey>``) at DEBUG.
+
+    Args:
+        url: The URL whose path and query must not appear.
+    """
+
+    def __init__(self, url: str) -> None:
+        super().__init__(logging.getLogger("wsmux.websockets"), {})
+        self._url = url
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        """Format the line, scrub it, and log it."""
+        if self.isEnabledFor(level):
+            text = str(msg) % args if args else str(msg)
+            self.logger.log(level, scrub(text, self._url), **kwargs)
+
+
+def scrub(text: str, url: str | None) -> str:
+    """Remove a URL's path and query (listen keys, tokens) from a text.
+
+    Args:
+        text: An error message that may quote the URL.
+        url: The secret-bearing URL, if any.
+
+    Returns:
+        The text with the URL replaced by its redacted form.
+    """
+    if not url:
+        return text
+    text = text.replace(url, redact_url(url))
+    _, _, rest = url.partition("://")
+    _, slash, tail = rest.partition("/")
+    if slash and len(tail) > 3:
+        text = text.replace(tail, "<redacted>")
+    return text
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How a failed connection attempt should be treated.
+
+    Attributes:
+        fatal: Retrying cannot help.
+        status: The HTTP status of a refused handshake, if any.
+        retry_after: Seconds the server asked us to wait, if it did.
+        reason: A one-line description, free of secrets.
+    """
+
+    fatal: bool
+    status: int | None
+    retry_after: float | None
+    reason: str
+
+
+_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def classify(exc: BaseException, url: str | None = None) -> Failure:
+    """Decide whether a connection error is fatal or worth retrying.
+
+    Network errors, timeouts, closed connections, 408/425/429/5xx handshake
+    refusals and unknown errors (say, a failed REST call in ``_create_ws``)
+    are retried; ``Retry-After`` is honoured. 401, 403 and other 4xx
+    refusals, invalid URLs, :class:`FatalConnectError` raised by a hook, and
+    programming errors (TypeError, AttributeError, ...) are fatal.
+
+    Args:
+        exc: The exception raised while connecting.
+        url: The URL, so that it can be scrubbed from the reason.
+
+    Returns:
+        The classification.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, wse.InvalidStatus):
+        status = exc.response.status_code
+        retry_after = _retry_after(exc.response.headers.get("Retry-After"))
+        reason = f"handshake refused with HTTP {status}"
+        return Failure(status not in _RETRY_STATUSES, status, retry_after, reason)
+    if isinstance(exc, FatalConnectError):
+        return Failure(True, exc.status, None, scrub(str(exc), url))
+    if isinstance(exc, wse.InvalidURI | ValueError):
+        return Failure(True, None, None, f"invalid URL ({name})")
+    if isinstance(exc, OSError | TimeoutError | EOFError | wse.ConnectionClosed):
+        return Failure(False, None, None, scrub(f"{name}: {exc}", url))
+    fatal = isinstance(exc, _PROGRAMMING_ERRORS)
+    return Failure(fatal, None, None, scrub(f"{name}: {exc}", url))
+
+
+_PROGRAMMING_ERRORS = (
+    TypeError,
+    AttributeError,
+    NameError,
+    ImportError,
+    NotImplementedError,
+    AssertionError,
+    LookupError,
+)

@@ -1,0 +1,946 @@
+"""The public base class: one supervised websocket, many filtered streams."""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, NamedTuple
+
+import anyio
+import anyio.abc
+import orjson
+
+from ._connection import Connection, ScrubbingLogger, default_connect
+from ._exceptions import MultiplexerClosed, NotConnected, RequestTimeout
+from ._hub import Handler, Hub
+from ._log import log, redact_url
+from ._match import Filters, compile_filters
+from ._ratelimit import RateLimiter
+from ._stream import Overflow, Stream
+from ._supervisor import Supervisor
+
+__all__ = ["Multiplexer", "MultiplexerStats", "State"]
+
+State = Literal[
+    "idle", "connecting", "open", "rotating", "reconnecting", "closing", "closed", "failed"
+]
+
+#: Set in the tasks wsmux runs user code in (async handlers), so that
+#: ``exit()`` called from there does not wait for its own task.
+_IN_OWN_TASK: contextvars.ContextVar[bool] = contextvars.ContextVar("wsmux_own", default=False)
+
+
+@dataclass(frozen=True)
+class _Options:
+    connect_options: dict[str, Any]
+    max_size: int | None
+    ping_interval: float | None
+    ping_timeout: float | None
+    open_timeout: float
+    close_timeout: float
+    stale_after: float | None
+    backoff_base: float
+    backoff_cap: float
+    reset_after: float
+    max_attempts: int | None
+    retry_after_cap: float
+    rotation_drain: float
+    send_timeout: float
+    request_timeout: float
+    id_key: str
+    subscribe_chunk: int
+    reconnect_args: tuple[Any, ...]
+
+
+class MultiplexerStats(NamedTuple):
+    """A snapshot of a multiplexer's counters.
+
+    Attributes:
+        state: The supervisor's state.
+        connects: Connections opened (first, reconnections and rotations).
+        reconnects: Reconnections after an unplanned loss.
+        rotations: Planned rotations completed.
+        disconnects: Unplanned losses.
+        connect_errors: Failed connection attempts.
+        messages: Frames received.
+        bytes: Bytes received.
+        parse_errors: Frames that could not be parsed (skipped).
+        handler_errors: Exceptions raised by handlers.
+        filter_errors: Exceptions raised by filter predicates.
+        duplicates: Messages dropped as seen twice across a rotation.
+        stale: Connections replaced for having gone silent.
+        drops: Messages lost to overflow, over all streams.
+        streams: Streams open now (async handlers' included).
+        last_message_at: Wall-clock time of the last frame, or None.
+        last_disconnect: Why the last connection was lost, or None.
+    """
+
+    state: str
+    connects: int
+    reconnects: int
+    rotations: int
+    disconnects: int
+    connect_errors: int
+    messages: int
+    bytes: int
+    parse_errors: int
+    handler_errors: int
+    filter_errors: int
+    duplicates: int
+    stale: int
+    drops: int
+    streams: int
+    last_message_at: float | None
+    last_disconnect: str | None
+
+
+class _TypedStream(Stream):
+    __slots__ = ("_kind",)
+
+    _kind: type | tuple[type, ...]
+
+    def _put(self, msg: Any) -> None:
+        if isinstance(msg, self._kind):
+            Stream._put(self, msg)
+
+
+class Multiplexer:
+    """One supervised websocket connection feeding any number of streams.
+
+    ``Multiplexer(url)`` works as it is; exchange adapters subclass it and
+    override the hooks ``_create_ws``, ``_when2create_new_ws``,
+    ``_parse_raw_data``, ``_on_connect``, ``_message_id`` and
+    ``_subscribe_messages``/``_unsubscribe_messages``.
+
+    Use it as ``async with mux:`` (returns once the first connection is
+    open), or ``await mux.run()`` in a task. Streams and handlers may be
+    created before it starts, so no early message is missed.
+
+    Args:
+        url: The websocket URL, used by the default ``_create_ws``.
+
+    Keyword Args:
+        connect_options: Extra keyword arguments for websockets' ``connect``.
+        max_size: Largest inbound message in bytes; a larger one closes the
+            connection (counted, then reconnected). None for no limit.
+        ping_interval: Seconds between keepalive pings (websockets').
+        ping_timeout: Seconds to wait for a pong before the connection is
+            declared lost.
+        open_timeout: Seconds allowed to open a connection and run
+            ``_on_connect`` on it.
+        close_timeout: Seconds allowed for a closing handshake.
+        stale_after: Replace a connection that delivered no message for this
+            many seconds (pings may still succeed). None to disable.
+        backoff_base: Smallest delay between reconnection attempts.
+        backoff_cap: Largest delay between reconnection attempts.
+        reset_after: A connection must stay up this long before the backoff
+            goes back to ``backoff_base``.
+        max_attempts: Give up after this many failed attempts in a row
+            (None: never give up).
+        retry_after_cap: Longest ``Retry-After`` honoured, in seconds.
+        rotation_drain: Longest time to keep reading the old connection
+            after the new one is ready, during a planned rotation.
+        send_timeout: How long ``send`` waits for an open connection.
+        send_rate: ``(count, seconds)``: at most ``count`` outbound messages
+            per ``seconds``, shared by every sender; None for no limit.
+        request_timeout: Default timeout of ``request``.
+        id_key: The key that carries request ids.
+        subscribe_chunk: Most topics per subscribe message.
+        disconnect_fn: Called as ``fn(mux)`` as soon as a connection is lost.
+        reconnect_fn: Called as ``fn(mux, *reconnect_args)`` once a lost
+            connection is replaced.
+        reconnect_args: Extra arguments for ``reconnect_fn``.
+        drain_timeout: On exit, how long async handlers may take to finish
+            what is buffered for them.
+
+    Raises:
+        ValueError: An option is out of range.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        # connection
+        connect_options: dict[str, Any] | None = None,
+        max_size: int | None = 2**20,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        open_timeout: float = 10.0,
+        close_timeout: float = 2.0,
+        stale_after: float | None = None,
+        # reconnection
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        reset_after: float = 10.0,
+        max_attempts: int | None = None,
+        retry_after_cap: float = 300.0,
+        rotation_drain: float = 0.5,
+        # sending
+        send_timeout: float = 10.0,
+        send_rate: tuple[int, float] | None = None,
+        request_timeout: float = 10.0,
+        id_key: str = "id",
+        subscribe_chunk: int = 100,
+        # callbacks
+        disconnect_fn: Callable[..., Any] | None = None,
+        reconnect_fn: Callable[..., Any] | None = None,
+        reconnect_args: Iterable[Any] = (),
+        drain_timeout: float = 5.0,
+    ) -> None:
+        if url is not None and not isinstance(url, str):
+            raise TypeError(f"url must be a str, not {type(url).__name__}")
+        for name, value in (
+            ("open_timeout", open_timeout),
+            ("close_timeout", close_timeout),
+            ("send_timeout", send_timeout),
+            ("request_timeout", request_timeout),
+            ("retry_after_cap", retry_after_cap),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, not {value!r}")
+        if stale_after is not None and not stale_after > 0:
+            raise ValueError(f"stale_after must be > 0 or None, not {stale_after!r}")
+        if max_attempts is not None and max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1 or None, not {max_attempts!r}")
+        if subscribe_chunk < 1:
+            raise ValueError(f"subscribe_chunk must be >= 1, not {subscribe_chunk!r}")
+        if not rotation_drain >= 0:
+            raise ValueError(f"rotation_drain must be >= 0, not {rotation_drain!r}")
+        if not (backoff_base > 0 and backoff_cap >= backoff_base):
+            raise ValueError("backoff_base must be > 0 and backoff_cap >= backoff_base")
+        self.url = url
+        self._redacted = redact_url(url) if url is not None else "<custom _create_ws>"
+        self._options = _Options(
+            connect_options=dict(connect_options or {}),
+            max_size=max_size,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
+            stale_after=stale_after,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            reset_after=reset_after,
+            max_attempts=max_attempts,
+            retry_after_cap=retry_after_cap,
+            rotation_drain=rotation_drain,
+            send_timeout=send_timeout,
+            request_timeout=request_timeout,
+            id_key=id_key,
+            subscribe_chunk=subscribe_chunk,
+            reconnect_args=tuple(reconnect_args),
+        )
+        self._rate = RateLimiter(*send_rate) if send_rate is not None else None
+        self._callbacks = {"disconnect_fn": disconnect_fn, "reconnect_fn": reconnect_fn}
+        self._hub = Hub(drain_timeout=drain_timeout)
+        self._state: State = "idle"
+        self._state_changed = anyio.Event()
+        self._counters = dict.fromkeys(
+            (
+                "connects",
+                "reconnects",
+                "rotations",
+                "disconnects",
+                "connect_errors",
+                "connect_attempts",
+                "messages",
+                "bytes",
+                "parse_errors",
+                "duplicates",
+                "stale",
+            ),
+            0,
+        )
+        self._last_message_at: float | None = None
+        self._last_disconnect: str | None = None
+        self._topics: dict[str, int] = {}
+        self._ids = itertools.count(1)
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._sup: Supervisor | None = None
+        self._run_scope: anyio.CancelScope | None = None
+        self._error: BaseException | None = None
+        self._exiting = False
+        self._background: set[anyio.CancelScope] = set()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._redacted} {self._state}>"
+
+    # -- hooks (override in an adapter) -----------------------------------
+
+    async def _create_ws(self) -> Any:
+        """Open the websocket connection (hook).
+
+        Returns:
+            A connection (``recv``/``send``/``close``) or an async context
+            manager yielding one. The default connects to ``self.url`` with
+            websockets (its trio client under trio).
+
+        Raises:
+            ValueError: No URL was given and the hook was not overridden.
+        """
+        if self.url is None:
+            raise ValueError("no url: pass one to Multiplexer() or override _create_ws")
+        opts = self._options
+        options: dict[str, Any] = {
+            "max_size": opts.max_size,
+            "ping_interval": opts.ping_interval,
+            "ping_timeout": opts.ping_timeout,
+            "close_timeout": opts.close_timeout,
+            "open_timeout": opts.open_timeout,
+            "compression": None,
+            "max_queue": 1024,
+            "logger": ScrubbingLogger(self.url),
+        }
+        options.update(opts.connect_options)
+        made = default_connect(self.url, options)
+        if hasattr(made, "__await__"):
+            return await made
+        return made
+
+    async def _when2create_new_ws(self) -> None:
+        """Return (or raise) when the connection should be rotated (hook).
+
+        Called for each new connection; the default waits forever.
+        """
+        await anyio.sleep_forever()
+
+    async def _parse_raw_data(self, raw: str | bytes) -> Any:
+        """Turn a frame into a message; None skips it (hook).
+
+        The default parses JSON with orjson (wsmux then receives bytes and
+        skips UTF-8 decoding). An override may be a plain function too.
+
+        Args:
+            raw: The frame.
+
+        Returns:
+            The message, or None to skip the frame.
+        """
+        return orjson.loads(raw)
+
+    async def _on_connect(self, ws: Any) -> None:
+        """Prepare a new connection before it is swapped in (hook).
+
+        Authenticate here. Remembered subscriptions are replayed right after
+        this returns. The connection is not being read yet, so
+        ``await ws.recv()`` may be used for a handshake reply.
+
+        Args:
+            ws: The new connection.
+        """
+
+    def _message_id(self, msg: Any) -> Hashable | None:
+        """Return a message's unique id, for exactly-once rotation (hook).
+
+        Define it to drop messages seen on both connections during a planned
+        rotation. The default is undefined (no deduplication).
+
+        Args:
+            msg: A parsed message.
+
+        Returns:
+            A hashable id, or None when the message has none.
+        """
+        return None
+
+    def _subscribe_messages(self, topics: list[str]) -> list[Any]:
+        """Build the wire messages that subscribe to topics (hook).
+
+        The default is Binance style: ``{"method": "SUBSCRIBE", "params":
+        [...], "id": n}``, ``subscribe_chunk`` topics per message.
+
+        Args:
+            topics: The topics to subscribe to.
+
+        Returns:
+            The messages to send, in order.
+        """
+        return self._chunked("SUBSCRIBE", topics)
+
+    def _unsubscribe_messages(self, topics: list[str]) -> list[Any]:
+        """Build the wire messages that unsubscribe from topics (hook).
+
+        Args:
+            topics: The topics to drop.
+
+        Returns:
+            The messages to send, in order.
+        """
+        return self._chunked("UNSUBSCRIBE", topics)
+
+    def _chunked(self, method: str, topics: list[str]) -> list[Any]:
+        size = self._options.subscribe_chunk
+        return [
+            {
+                "method": method,
+                "params": topics[i : i + size],
+                self._options.id_key: next(self._ids),
+            }
+            for i in range(0, len(topics), size)
+        ]
+
+    def _has_message_id(self) -> bool:
+        return type(self)._message_id is not Multiplexer._message_id
+
+    def _has_parse_hook(self) -> bool:
+        return type(self)._parse_raw_data is not Multiplexer._parse_raw_data
+
+    # -- streams and handlers ----------------------------------------------
+
+    def stream_filter(
+        self,
+        filters: Filters = None,
+        *,
+        maxsize: int = 1024,
+        overflow: Overflow = "lag",
+        gaps: Literal["raise", "ignore"] = "ignore",
+        topics: Iterable[str] = (),
+        name: str | None = None,
+    ) -> Stream:
+        """Open a stream of the messages the filter selects.
+
+        Args:
+            filters: ``None`` or ``[]`` for every message, a dict (AND over
+                its items) or a list of dicts (OR over them). Values compare
+                as JSON does; a dict value matches as a nested subset; a
+                callable value is a predicate on the field.
+            maxsize: The most messages buffered for this stream.
+            overflow: ``"lag"`` (default: drop the oldest, the next read
+                raises StreamLagged), ``"drop_oldest"``, ``"drop_newest"``
+                (silent, counted) or ``"block"`` (backpressure on everyone).
+            gaps: ``"raise"`` to get ConnectionGap at an unplanned reconnect.
+            topics: Topics this stream needs: subscribed when the first
+                stream needing one opens, unsubscribed when the last closes.
+            name: A label for the stream's repr.
+
+        Returns:
+            The stream, already receiving.
+
+        Raises:
+            TypeError: The filter is malformed.
+            ValueError: An option is out of range.
+        """
+        stream = self._hub.open_stream(
+            filters, maxsize=maxsize, overflow=overflow, gaps=gaps, name=name
+        )
+        self._attach_topics(stream, topics)
+        return stream
+
+    def listen(
+        self,
+        cls: type | tuple[type, ...],
+        filters: Filters = None,
+        **options: Any,
+    ) -> Stream:
+        """Open a stream of parsed messages that are instances of ``cls``.
+
+        For adapters whose ``_parse_raw_data`` returns typed models.
+
+        Args:
+            cls: A class or tuple of classes.
+            filters: Further filters, matched by attribute.
+            **options: As for :meth:`stream_filter`.
+
+        Returns:
+            The stream.
+
+        Raises:
+            TypeError: ``cls`` is not a class or tuple of classes.
+        """
+        if not (isinstance(cls, type) or (isinstance(cls, tuple) and cls)):
+            raise TypeError(f"listen() needs a class, not {cls!r}")
+        topics = options.pop("topics", ())
+        hub = self._hub
+        stream = _TypedStream(hub, **options)
+        stream._kind = cls
+        clauses = compile_filters(filters)
+        if hub.closed:
+            stream._end(hub._error)
+        else:
+            hub._register(stream, clauses)
+        self._attach_topics(stream, topics)
+        return stream
+
+    def add_handler(
+        self,
+        fn: Handler,
+        filters: Filters = None,
+        *,
+        maxsize: int = 1024,
+        overflow: Overflow = "lag",
+    ) -> None:
+        """Call ``fn(msg)`` for each message the filter selects.
+
+        A plain function runs inline and must be quick; a coroutine function
+        gets its own stream and task. Exceptions are logged and counted.
+
+        Args:
+            fn: The handler.
+            filters: As for :meth:`stream_filter`.
+            maxsize: Buffer size for an async handler.
+            overflow: Overflow policy for an async handler.
+
+        Raises:
+            TypeError: ``fn`` is not callable or the filter is malformed.
+            ValueError: ``fn`` is already a handler.
+        """
+        if _is_async(fn):
+            fn = _OwnTask(fn)
+        self._hub.add_handler(fn, filters, maxsize=maxsize, overflow=overflow)
+
+    def remove_handler(self, fn: Handler) -> None:
+        """Stop calling a handler; safe from inside the handler.
+
+        Args:
+            fn: A handler added before.
+
+        Raises:
+            KeyError: ``fn`` is not a handler.
+        """
+        if _is_async(fn):
+            fn = _OwnTask(fn)
+        self._hub.remove_handler(fn)
+
+    def on(self, filters: Filters = None, **options: Any) -> Callable[[Handler], Handler]:
+        """Decorator form of :meth:`add_handler`.
+
+        Args:
+            filters: As for :meth:`stream_filter`.
+            **options: ``maxsize`` and ``overflow`` for async handlers.
+
+        Returns:
+            A decorator that adds the function and returns it unchanged.
+        """
+
+        def decorate(fn: Handler) -> Handler:
+            self.add_handler(fn, filters, **options)
+            return fn
+
+        return decorate
+
+    # -- sending -------------------------------------------------------------
+
+    async def send(self, msg: Any, *, timeout: float | None = None) -> None:
+        """Send a message on the live connection.
+
+        Dicts and lists are encoded as JSON text; str and bytes go as given.
+        Waits for an open connection (through reconnections) and for the
+        outbound rate limit.
+
+        Args:
+            msg: The message.
+            timeout: Seconds to wait for an open connection (default:
+                ``send_timeout``).
+
+        Raises:
+            NotConnected: No connection was open in time.
+            MultiplexerClosed: The multiplexer has exited.
+            TypeError: The message cannot be encoded.
+        """
+        data = _encode(msg)
+        limit = self._options.send_timeout if timeout is None else timeout
+        deadline = anyio.current_time() + limit
+        if self._rate is not None:
+            await self._rate.acquire()
+        while True:
+            conn = await self._wait_live(deadline)
+            try:
+                await conn.send(data)
+                return
+            except Exception as exc:
+                if self._state in ("closing", "closed", "failed"):
+                    raise MultiplexerClosed("the multiplexer has exited") from None
+                log.info("send failed (%s); waiting for the next connection", type(exc).__name__)
+                await anyio.lowlevel.checkpoint()
+                if self.present_ws is conn:
+                    await self._wait_state_change(deadline)
+
+    async def request(self, msg: dict[str, Any], *, timeout: float | None = None) -> Any:
+        """Send a request and return the reply that carries its id.
+
+        An id is assigned under ``id_key`` unless the message has one. The
+        reply is captured by a stream opened before sending, so it cannot be
+        missed; other streams still see it too.
+
+        Args:
+            msg: The request (a dict).
+            timeout: Seconds to wait for the reply (default:
+                ``request_timeout``).
+
+        Returns:
+            The reply message.
+
+        Raises:
+            TypeError: ``msg`` is not a dict.
+            RequestTimeout: No reply in time.
+            NotConnected: No connection was open in time.
+        """
+        if not isinstance(msg, dict):
+            raise TypeError(f"request() takes a dict, not {type(msg).__name__}")
+        key = self._options.id_key
+        msg = dict(msg)
+        msg.setdefault(key, next(self._ids))
+        limit = self._options.request_timeout if timeout is None else timeout
+        async with self._hub.open_stream({key: msg[key]}, maxsize=16) as replies:
+            try:
+                with anyio.fail_after(limit):
+                    await self.send(msg, timeout=limit)
+                    while True:
+                        try:
+                            return await replies.receive()
+                        except Exception as exc:
+                            if isinstance(exc, anyio.EndOfStream | anyio.ClosedResourceError):
+                                raise MultiplexerClosed("the multiplexer has exited") from None
+                            if type(exc).__name__ in ("StreamLagged", "ConnectionGap"):
+                                continue
+                            raise
+            except TimeoutError:
+                raise RequestTimeout(f"no reply with {key}={msg[key]!r} within {limit}s") from None
+
+    async def subscribe(self, *topics: str) -> None:
+        """Subscribe to topics; they are replayed on every new connection.
+
+        Args:
+            *topics: Topic names (e.g. ``"btcusdt@trade"``).
+
+        Raises:
+            TypeError: A topic is not a non-empty str.
+            NotConnected: Connected, but the message could not be sent in time.
+        """
+        new = [t for t in _check_topics(topics) if t not in self._topics]
+        for topic in _check_topics(topics):
+            self._topics[topic] = self._topics.get(topic, 0) + 1
+        await self._send_topic_change(self._subscribe_messages, new)
+
+    async def unsubscribe(self, *topics: str) -> None:
+        """Unsubscribe from topics and stop replaying them.
+
+        Args:
+            *topics: Topic names; unknown ones are ignored.
+
+        Raises:
+            TypeError: A topic is not a non-empty str.
+        """
+        gone = [t for t in _check_topics(topics) if self._topics.pop(t, None) is not None]
+        await self._send_topic_change(self._unsubscribe_messages, gone)
+
+    @property
+    def topics(self) -> list[str]:
+        """The topics subscribed to, replayed on every new connection."""
+        return list(self._topics)
+
+    async def _send_topic_change(
+        self, build: Callable[[list[str]], list[Any]], topics: list[str]
+    ) -> None:
+        if not topics or self.present_ws is None:
+            return  # replayed by _on_connect's follow-up on the next connection
+        for msg in build(topics):
+            await self.send(msg)
+
+    async def _replay_subscriptions(self, ws: Any) -> None:
+        if not self._topics:
+            return
+        for msg in self._subscribe_messages(list(self._topics)):
+            if self._rate is not None:
+                await self._rate.acquire()
+            await ws.send(_encode(msg))
+
+    def _attach_topics(self, stream: Stream, topics: Iterable[str]) -> None:
+        wanted = _check_topics(tuple(topics))
+        if not wanted:
+            return
+        new = [t for t in wanted if t not in self._topics]
+        for topic in wanted:
+            self._topics[topic] = self._topics.get(topic, 0) + 1
+        self._in_background(self._send_topic_change, self._subscribe_messages, new)
+        stream._on_close = lambda: self._release_topics(wanted)
+
+    def _release_topics(self, topics: list[str]) -> None:
+        gone = []
+        for topic in topics:
+            count = self._topics.get(topic, 0) - 1
+            if count <= 0:
+                self._topics.pop(topic, None)
+                gone.append(topic)
+            else:
+                self._topics[topic] = count
+        if gone and not self._exiting:
+            self._in_background(self._send_topic_change, self._unsubscribe_messages, gone)
+
+    def _in_background(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        if self._tg is None or self._exiting:
+            return
+
+        scope = anyio.CancelScope()
+        self._background.add(scope)
+
+        async def run() -> None:
+            try:
+                with scope:
+                    await fn(*args)
+            except Exception as exc:
+                log.warning("background %s failed: %r", getattr(fn, "__name__", fn), exc)
+            finally:
+                self._background.discard(scope)
+
+        self._tg.start_soon(run)
+
+    async def _call_back(self, name: str, args: tuple[Any, ...]) -> None:
+        fn = self._callbacks[name]
+        if fn is None:
+            return
+        try:
+            result = fn(self, *args)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            log.error("%s raised %r", name, exc, exc_info=exc)
+
+    # -- state -----------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """One of idle, connecting, open, rotating, reconnecting, closing, closed, failed."""
+        return self._state
+
+    @property
+    def present_ws(self) -> Connection | None:
+        """The live connection, or None while there is none."""
+        sup = self._sup
+        if sup is None or sup.live is None or self._state not in ("open", "rotating"):
+            return None
+        conn: Connection = sup.live.conn
+        return conn
+
+    def _set_state(self, state: State) -> None:
+        if self._state in ("closing", "closed", "failed") and state not in ("closed", "failed"):
+            return
+        if state != self._state:
+            log.debug("%s: %s -> %s", self._redacted, self._state, state)
+            self._state = state
+            event, self._state_changed = self._state_changed, anyio.Event()
+            event.set()
+
+    async def _wait_state_change(self, deadline: float) -> None:
+        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+            await self._state_changed.wait()
+
+    async def _wait_live(self, deadline: float) -> Any:
+        while True:
+            if self._state in ("closing", "closed", "failed"):
+                raise MultiplexerClosed("the multiplexer has exited")
+            conn = self.present_ws
+            if conn is not None:
+                return conn
+            if anyio.current_time() >= deadline:
+                raise NotConnected(f"no open connection to {self._redacted} in time")
+            await self._wait_state_change(deadline)
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait until a connection is open.
+
+        Args:
+            timeout: Seconds to wait; None waits as long as it takes.
+
+        Raises:
+            NotConnected: Not connected within ``timeout``.
+            MultiplexerClosed: The multiplexer exited or failed.
+        """
+        deadline = anyio.current_time() + (timeout if timeout is not None else float("inf"))
+        await self._wait_live(deadline)
+
+    def stats(self) -> MultiplexerStats:
+        """Return a snapshot of the counters.
+
+        Returns:
+            The counters, with the state and the number of open streams.
+        """
+        c = self._counters
+        hub = self._hub
+        return MultiplexerStats(
+            state=self._state,
+            connects=c["connects"],
+            reconnects=c["reconnects"],
+            rotations=c["rotations"],
+            disconnects=c["disconnects"],
+            connect_errors=c["connect_errors"],
+            messages=c["messages"],
+            bytes=c["bytes"],
+            parse_errors=c["parse_errors"],
+            handler_errors=hub.handler_errors,
+            filter_errors=hub.filter_errors,
+            duplicates=c["duplicates"],
+            stale=c["stale"],
+            drops=hub.dropped(),
+            streams=hub.stream_count(),
+            last_message_at=time.time() if self._counters["messages"] else None,
+            last_disconnect=self._last_disconnect,
+        )
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def __aenter__(self) -> Multiplexer:
+        if self._state != "idle":
+            raise RuntimeError(f"{self!r} was already started")
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        try:
+            await self._hub.__aenter__()
+            self._sup = Supervisor(self, tg)
+            await tg.start(self._supervise, name="wsmux supervisor")
+        except BaseException as exc:
+            self._error = exc if isinstance(exc, Exception) else None
+            await self._finish(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._finish(exc_type, exc, tb)
+        if self._error is not None and exc is None:
+            raise self._error
+
+    async def _finish(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._shutdown(wait=True)
+        await self._hub.__aexit__(exc_type, exc, tb)
+        tg, self._tg = self._tg, None
+        if tg is not None:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
+        self._set_state("failed" if self._error is not None else "closed")
+
+    async def _supervise(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        assert self._sup is not None
+        started = False
+
+        def on_started() -> None:
+            nonlocal started
+            started = True
+            task_status.started()
+
+        with anyio.CancelScope() as self._run_scope:
+            try:
+                await self._sup.run(on_started)
+            except Exception as exc:
+                if not started:
+                    raise
+                if not self._exiting:
+                    log.error("%s failed: %s", self._redacted, exc)
+                    self._error = exc
+                    self._set_state("failed")
+                    self._hub.close(exc)
+                    self._in_background(self._shutdown)
+
+    async def _shutdown(self, wait: bool = True) -> None:
+        """Stop the supervisor, close every socket, end every stream.
+
+        Args:
+            wait: Also wait for async handlers to drain what they hold.
+        """
+        if not self._exiting:
+            self._exiting = True
+            if self._state != "failed":
+                self._set_state("closing")
+            if self._run_scope is not None:
+                self._run_scope.cancel()
+            for scope in list(self._background):
+                scope.cancel()
+            sup = self._sup
+            if sup is not None:
+                for link in list(sup.links):
+                    link.release.set()
+                with anyio.move_on_after(self._options.close_timeout + 0.5):
+                    for link in list(sup.links):
+                        await link.closed.wait()
+            self._hub.close(self._error)
+        if wait:
+            await self._hub.wait_idle()
+            with anyio.move_on_after(self._options.close_timeout + 0.5):
+                while self._background:  # noqa: ASYNC110 - few, short-lived tasks
+                    await anyio.sleep(0.005)
+
+    async def run(self) -> None:
+        """Run until :meth:`exit` is called (for use in a task).
+
+        Raises:
+            FatalConnectError: Connecting failed for good.
+            RetriesExhausted: ``max_attempts`` attempts failed.
+        """
+        async with self:
+            while not self._exiting:
+                await self._wait_state_change(float("inf"))
+
+    async def exit(self) -> None:
+        """Close the connection, end every stream, and wait until done.
+
+        Idempotent, and safe from any task: called from inside an async
+        handler it starts the shutdown and returns without waiting for the
+        handler's own task. When the multiplexer died, the error is raised
+        by ``async with`` (or :meth:`run`), not here.
+        """
+        if self._state == "idle":
+            self._exiting = True
+            self._hub.close()
+            self._set_state("closed")
+            return
+        await self._shutdown(wait=not _IN_OWN_TASK.get())
+
+
+class _OwnTask:
+    """Wraps an async handler so its task is known to be wsmux's own."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Handler) -> None:
+        self.fn = fn
+
+    async def __call__(self, msg: Any) -> Any:
+        _IN_OWN_TASK.set(True)
+        return await self.fn(msg)  # type: ignore[misc]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _OwnTask) and other.fn == self.fn
+
+    def __hash__(self) -> int:
+        return hash(self.fn)
+
+    def __repr__(self) -> str:
+        return str(getattr(self.fn, "__qualname__", repr(self.fn)))
+
+
+def _is_async(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004
+    )
+
+
+def _encode(msg: Any) -> str | bytes:
+    if isinstance(msg, str | bytes):
+        return msg
+    try:
+        return orjson.dumps(msg).decode()
+    except TypeError as exc:
+        raise TypeError(f"cannot encode message as JSON: {exc}") from None
+
+
+def _check_topics(topics: tuple[Any, ...]) -> list[str]:
+    for topic in topics:
+        if not isinstance(topic, str) or not topic:
+            raise TypeError(f"topics must be non-empty str, not {topic!r}")
+    return list(dict.fromkeys(topics))

@@ -1,0 +1,484 @@
+"""The supervisor: connect, read, rotate and reconnect one websocket.
+
+Each connection is a :class:`_Link`: a holder task owns the socket (so that
+trio's nursery-bound client works, and closing never blocks the reader), a
+reader task parses frames and publishes them to the hub. The supervisor task
+is the only one that decides which link is live:
+
+* planned rotation: when ``_when2create_new_ws()`` completes, open the next
+  link and run ``_on_connect`` on it while the old one keeps serving; then
+  read the new one into a holding list while the old one drains, cut over,
+  publish what was held (minus duplicates when ``_message_id`` is defined)
+  and close the old one in the background;
+* unplanned loss: mark a gap, call the disconnect callback, back off,
+  reconnect, replay subscriptions, call the reconnect callback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import anyio.abc
+import orjson
+
+from ._backoff import Backoff
+from ._connection import classify
+from ._exceptions import FatalConnectError, RetriesExhausted
+from ._log import RateLimitedLog, log, sample
+
+if TYPE_CHECKING:
+    from ._mux import Multiplexer
+
+__all__ = ["STATES", "Supervisor"]
+
+#: Every state a multiplexer can be in, in lifecycle order.
+STATES: Final = (
+    "idle",
+    "connecting",
+    "open",
+    "rotating",
+    "reconnecting",
+    "closing",
+    "closed",
+    "failed",
+)
+
+_HOLD, _LIVE, _DRAIN, _STOP = 0, 1, 2, 3
+
+
+class _Link:
+    """One websocket connection and the state of its reader."""
+
+    __slots__ = (
+        "closed",
+        "conn",
+        "done",
+        "error",
+        "first_id",
+        "held",
+        "id",
+        "mode",
+        "opened_at",
+        "reader_scope",
+        "received",
+        "release",
+        "scope",
+        "stale",
+    )
+
+    def __init__(self, link_id: int) -> None:
+        self.id = link_id
+        self.conn: Any = None
+        self.mode = _HOLD
+        self.held: list[Any] = []
+        self.first_id: Hashable | None = None
+        self.received = 0
+        self.opened_at = 0.0
+        self.error: BaseException | None = None
+        self.stale = False
+        self.release = anyio.Event()  # tells the holder to close the socket
+        self.done = anyio.Event()  # the reader has ended
+        self.closed = anyio.Event()  # the holder has closed the socket
+        self.scope = anyio.CancelScope()  # the link's helper tasks
+        self.reader_scope = anyio.CancelScope()
+
+    def __repr__(self) -> str:
+        return f"<link {self.id} received={self.received}>"
+
+
+class Supervisor:
+    """Keeps one live connection feeding the hub; see the module docstring."""
+
+    def __init__(self, mux: Multiplexer, tg: anyio.abc.TaskGroup) -> None:
+        self.mux = mux
+        self.hub = mux._hub
+        self.tg = tg
+        opts = mux._options
+        self.backoff = Backoff(opts.backoff_base, opts.backoff_cap)
+        self.live: _Link | None = None
+        self.links: set[_Link] = set()
+        self._next_id = 0
+        self._overlap_ids: set[Hashable] | None = None
+        self._rotating_to: _Link | None = None
+        self._caught_up = anyio.Event()
+        self._parse_log = RateLimitedLog(logging.WARNING)
+        self._message_id: Callable[[Any], Hashable | None] | None = (
+            mux._message_id if mux._has_message_id() else None
+        )
+
+    # -- the loop ------------------------------------------------------------
+
+    async def run(self, started: Callable[[], None]) -> None:
+        """Connect, then keep a live connection until cancelled or fatal.
+
+        Args:
+            started: Called once the first connection is open.
+
+        Raises:
+            FatalConnectError: A connection failed in a way retrying cannot fix.
+            RetriesExhausted: ``max_attempts`` attempts failed in a row.
+        """
+        self.mux._set_state("connecting")
+        link = await self._connect(initial=True)
+        self._go_live(link)
+        started()
+        while True:
+            await self._wait_for_event(link)
+            if link.done.is_set():
+                link = await self._recover(link)
+            else:
+                link = await self._rotate(link)
+
+    async def _wait_for_event(self, link: _Link) -> None:
+        """Return when the link died or its rotation is due."""
+        async with anyio.create_task_group() as tg:
+
+            async def rotation_due() -> None:
+                try:
+                    await self.mux._when2create_new_ws()
+                except Exception as exc:
+                    log.info("_when2create_new_ws raised %r: rotating now", exc)
+                tg.cancel_scope.cancel()
+
+            async def died() -> None:
+                await link.done.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(rotation_due, name="wsmux rotation timer")
+            tg.start_soon(died, name="wsmux link watch")
+
+    # -- opening -------------------------------------------------------------
+
+    async def _connect(self, *, initial: bool, first_delay: float | None = None) -> _Link:
+        """Open a link, retrying with backoff; raise when it is hopeless."""
+        opts = self.mux._options
+        attempts = 0
+        delay = first_delay
+        while True:
+            if delay:
+                await anyio.sleep(delay)
+            attempts += 1
+            self.mux._counters["connect_attempts"] += 1
+            try:
+                return await self._open()
+            except Exception as exc:
+                failure = classify(exc, self.mux.url)
+                self.mux._counters["connect_errors"] += 1
+                url = self.mux._redacted
+                if failure.fatal:
+                    raise FatalConnectError(
+                        f"cannot connect to {url}: {failure.reason}", url=url, status=failure.status
+                    ) from None
+                if opts.max_attempts is not None and attempts >= opts.max_attempts:
+                    raise RetriesExhausted(
+                        f"cannot connect to {url}: {attempts} attempt(s) failed,"
+                        f" the last with {failure.reason}",
+                        url=url,
+                        status=failure.status,
+                    ) from None
+                delay = self.backoff.next()
+                if failure.status == 429:
+                    delay = min(opts.backoff_cap, max(delay, opts.backoff_base) * 4)
+                if failure.retry_after is not None:
+                    delay = max(delay, min(failure.retry_after, opts.retry_after_cap))
+                log.warning(
+                    "connecting to %s failed (%s); attempt %d, retrying in %.2fs",
+                    url,
+                    failure.reason,
+                    attempts,
+                    delay,
+                )
+                if not initial:
+                    self.mux._set_state("reconnecting")
+
+    async def _open(self) -> _Link:
+        """Open one connection and run ``_on_connect`` on it (no retry)."""
+        self._next_id += 1
+        link = _Link(self._next_id)
+        opts = self.mux._options
+        try:
+            with anyio.fail_after(opts.open_timeout):
+                await self.tg.start(self._hold, link, name=f"wsmux connection {link.id}")
+                await self.mux._on_connect(link.conn)
+                await self.mux._replay_subscriptions(link.conn)
+        except BaseException:
+            link.release.set()
+            raise
+        link.opened_at = time.monotonic()
+        self.mux._counters["connects"] += 1
+        return link
+
+    async def _hold(self, link: _Link, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Own one socket: open it, hand it over, close it when released."""
+        self.links.add(link)
+        try:
+            made = await self.mux._create_ws()
+            if hasattr(made, "recv"):
+                link.conn = made
+                try:
+                    task_status.started()
+                    await link.release.wait()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        with anyio.move_on_after(self.mux._options.close_timeout):
+                            try:
+                                await made.close()
+                            except Exception as exc:
+                                log.debug("closing connection %d: %r", link.id, exc)
+            elif hasattr(made, "__aenter__"):
+                try:
+                    async with made as conn:
+                        link.conn = conn
+                        task_status.started()
+                        await link.release.wait()
+                except Exception as exc:
+                    if link.conn is None:
+                        raise
+                    log.debug("closing connection %d: %r", link.id, exc)
+            else:
+                raise TypeError(
+                    "_create_ws must return a connection (with recv/send/close) or an async "
+                    f"context manager yielding one, not {type(made).__name__}"
+                )
+        finally:
+            self.links.discard(link)
+            link.scope.cancel()
+            link.reader_scope.cancel()
+            link.closed.set()
+
+    # -- reading -------------------------------------------------------------
+
+    def _start_reader(self, link: _Link) -> None:
+        self.tg.start_soon(self._read, link, name=f"wsmux reader {link.id}")
+        if self.mux._options.stale_after:
+            self.tg.start_soon(self._watch_stale, link, name=f"wsmux stale watch {link.id}")
+
+    async def _read(self, link: _Link) -> None:
+        mux = self.mux
+        hub = self.hub
+        counters = mux._counters
+        conn = link.conn
+        recv = conn.recv
+        parse: Callable[[Any], Any] = orjson.loads
+        async_parse = None
+        if mux._has_parse_hook():
+            hook = mux._parse_raw_data
+            if _is_coroutine_function(hook):
+                async_parse = hook
+            else:
+                parse = hook
+        elif _speaks_websockets(conn):
+            recv = functools.partial(conn.recv, decode=False)
+        publish = hub.publish
+        try:
+            with link.reader_scope:
+                while True:
+                    raw = await recv()
+                    link.received += 1
+                    counters["messages"] += 1
+                    counters["bytes"] += len(raw)
+                    try:
+                        msg = await async_parse(raw) if async_parse else parse(raw)
+                    except Exception as exc:
+                        counters["parse_errors"] += 1
+                        self._parse_log("cannot parse frame %s: %r", sample(raw), exc)
+                        continue
+                    if msg is None:
+                        continue
+                    if link.mode != _LIVE and self._divert(link, msg):
+                        continue
+                    if publish(msg):
+                        await hub.relieve()
+        except Exception as exc:
+            link.error = exc
+        finally:
+            mux._last_message_at = time.time()
+            link.done.set()
+
+    def _divert(self, link: _Link, msg: Any) -> bool:
+        """Handle a message of a link that is not simply live.
+
+        Returns:
+            True when the message must not be published now.
+        """
+        if link.mode == _HOLD:
+            if not link.held and self._message_id is not None:
+                link.first_id = self._message_id(msg)
+            link.held.append(msg)
+            return True
+        if link.mode == _STOP:
+            return True
+        # _DRAIN: the old link of a rotation, still published.
+        if self._message_id is not None and self._overlap_ids is not None:
+            mid = self._message_id(msg)
+            if mid is not None:
+                if mid in self._overlap_ids:
+                    return True
+                self._overlap_ids.add(mid)
+                nxt = self._rotating_to
+                if nxt is not None and nxt.held and mid == nxt.first_id:
+                    link.mode = _STOP  # caught up with the new link: stop here
+                    self._caught_up.set()
+        return False
+
+    async def _watch_stale(self, link: _Link) -> None:
+        limit = self.mux._options.stale_after
+        assert limit is not None
+        with link.scope:
+            seen, since = link.received, time.monotonic()
+            while True:
+                await anyio.sleep(limit / 4)
+                if link.received != seen:
+                    seen, since = link.received, time.monotonic()
+                elif time.monotonic() - since >= limit:
+                    log.warning("no message for %.1fs: replacing the connection", limit)
+                    self.mux._counters["stale"] += 1
+                    link.stale = True
+                    link.reader_scope.cancel()
+                    return
+
+    # -- state changes -------------------------------------------------------
+
+    def _go_live(self, link: _Link) -> None:
+        link.mode = _LIVE
+        self.live = link
+        self._start_reader(link)
+        self.mux._set_state("open")
+
+    async def _rotate(self, old: _Link) -> _Link:
+        """Planned rotation: a new connection replaces ``old`` with no gap."""
+        mux = self.mux
+        mux._set_state("rotating")
+        new: _Link | None = None
+        while new is None:
+            async with anyio.create_task_group() as tg:
+
+                async def attempt() -> None:
+                    nonlocal new
+                    try:
+                        new = await self._open()
+                    except Exception as exc:
+                        failure = classify(exc, mux.url)
+                        delay = self.backoff.next()
+                        log.warning(
+                            "rotation: opening the next connection failed (%s);"
+                            " still serving on the old one, retrying in %.2fs",
+                            failure.reason,
+                            delay,
+                        )
+                        mux._counters["connect_errors"] += 1
+                        await anyio.sleep(delay)
+                    tg.cancel_scope.cancel()
+
+                async def old_died() -> None:
+                    await old.done.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(attempt, name="wsmux rotation attempt")
+                tg.start_soon(old_died, name="wsmux rotation watch")
+            if new is None and old.done.is_set():
+                return await self._recover(old)
+        # If the old link died meanwhile, the new one was subscribed before
+        # that: the cutover below still loses nothing.
+        # Read the new link into its holding list while the old one drains.
+        self._rotating_to = new
+        self._overlap_ids = set() if self._message_id is not None else None
+        self._caught_up = anyio.Event()
+        self._start_reader(new)
+        old.mode = _DRAIN
+        await self._drain(old)
+        old.mode = _STOP
+        old.release.set()
+        # Publish what the new link held, in order, then let it go live.
+        while new.held:
+            batch, new.held = new.held, []
+            for msg in batch:
+                if self._overlap_ids is not None:
+                    mid = self._message_id(msg) if self._message_id else None
+                    if mid is not None and mid in self._overlap_ids:
+                        mux._counters["duplicates"] += 1
+                        continue
+                if self.hub.publish(msg):
+                    await self.hub.relieve()
+        new.mode = _LIVE
+        self._overlap_ids = None
+        self._rotating_to = None
+        self.live = new
+        mux._counters["rotations"] += 1
+        mux._set_state("open")
+        return new
+
+    async def _drain(self, old: _Link) -> None:
+        """Keep publishing the old link until it caught up, died or went quiet."""
+        opts = self.mux._options
+        grace = min(0.05, opts.rotation_drain)
+        with anyio.move_on_after(opts.rotation_drain):
+            async with anyio.create_task_group() as tg:
+
+                async def until(event: anyio.Event) -> None:
+                    await event.wait()
+                    tg.cancel_scope.cancel()
+
+                async def quiet() -> None:
+                    seen = -1
+                    while old.received != seen:
+                        seen = old.received
+                        await anyio.sleep(grace)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(until, old.done)
+                tg.start_soon(until, self._caught_up)
+                tg.start_soon(quiet)
+
+    async def _recover(self, old: _Link) -> _Link:
+        """Unplanned loss: gap, callbacks, backoff, reconnect."""
+        mux = self.mux
+        old.mode = _STOP
+        old.release.set()
+        uptime = time.monotonic() - old.opened_at
+        reason = "stale" if old.stale else _describe(old.error)
+        log.warning("connection to %s lost (%s): reconnecting", mux._redacted, reason)
+        mux._last_disconnect = reason
+        self.live = None
+        mux._set_state("reconnecting")
+        self.hub.mark_gap()
+        mux._counters["disconnects"] += 1
+        mux._in_background(mux._call_back, "disconnect_fn", ())
+        if uptime >= mux._options.reset_after:
+            self.backoff.reset()
+            first_delay = 0.0
+        else:
+            first_delay = self.backoff.next()
+        link = await self._connect(initial=False, first_delay=first_delay)
+        self._go_live(link)
+        mux._counters["reconnects"] += 1
+        mux._in_background(mux._call_back, "reconnect_fn", mux._options.reconnect_args)
+        return link
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "closed by the server"
+    rcvd = getattr(exc, "rcvd", None)
+    if rcvd is not None:
+        return f"close code {rcvd.code}" + (f" ({rcvd.reason})" if rcvd.reason else "")
+    if type(exc).__name__.startswith("ConnectionClosed"):
+        return "connection dropped without a close frame"
+    return type(exc).__name__
+
+
+def _is_coroutine_function(fn: Any) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(fn)
+
+
+def _speaks_websockets(conn: Any) -> bool:
+    """True for websockets' own connections, whose recv takes ``decode``."""
+    module = type(conn).__module__
+    return module.startswith("websockets.")
