@@ -1,0 +1,38 @@
+"""The ``wsmux`` command line: ``tap``, ``demo`` and ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``wsmux`` command line.
+
+    Args:
+        argv: The arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0 on success, 1 on failure, 2 for a usage error.
+    """
+    from . import _bench, _cli
+
+    parser = argparse.ArgumentParser(
+        prog="wsmux",
+        description="One websocket connection, any number of independent filtered streams.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _cli.add_parsers(sub)
+    _bench.add_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
