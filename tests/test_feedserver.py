@@ -102,6 +102,39 @@ def test_stop_leaves_no_thread_and_no_resource_warning() -> None:
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
+def test_port_in_use_raises_oserror(srv: FeedServer) -> None:
+    with pytest.raises(OSError):
+        FeedServer(port=srv.port).start()
+    assert len(server_threads()) == 1
+
+
+def test_stop_does_not_wait_for_delayed_handshakes(srv: FeedServer) -> None:
+    srv.delay_handshake(5.0)
+    errors: list[Exception] = []
+
+    def client() -> None:
+        try:
+            connect(srv.url).close()
+        except Exception as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    srv.wait_until(lambda: srv.stats().handshakes == 1, 1)
+    started = time.monotonic()
+    srv.stop()
+    thread.join(2)
+    assert time.monotonic() - started < 1.0
+    assert len(errors) == 1 and isinstance(errors[0], InvalidStatus | ConnectionClosed)
+
+
+def test_waits_time_out(srv: FeedServer) -> None:
+    with pytest.raises(TimeoutError, match="1 open connections"):
+        srv.wait_for_connections(1, timeout=0.02)
+    with connect(srv.url), pytest.raises(TimeoutError):
+        srv.wait_for_messages(1, timeout=0.02, conn=1)
+
+
 def test_stop_closes_connections_with_going_away(srv: FeedServer) -> None:
     ws = connect(srv.url)
     srv.wait_for_connections(1)
@@ -315,6 +348,8 @@ def test_delete_listen_key(srv: FeedServer) -> None:
     assert srv.listen_keys == [key]
     assert http("DELETE", f"{srv.http_url}/listenKey?listenKey={key}") == (200, {})
     assert srv.listen_keys == []
+    keys = {srv.create_listen_key(), srv.create_listen_key()}
+    assert len(keys) == 2 and srv.expire_listen_key() == 2 and srv.listen_keys == []
 
 
 # -------------------------------------------------------------------- faults
@@ -496,13 +531,19 @@ def test_schedule_counts_faults(srv: FeedServer) -> None:
 
 
 def test_schedule_handshake_fault_and_cancel(srv: FeedServer) -> None:
-    srv.schedule("refuse", every=0.01, count=1, status=503)
-    srv.wait_until(lambda: srv._refuse[0] == 1, 1)
-    with pytest.raises(InvalidStatus):
+    sid = srv.schedule("refuse", every=0.01, count=1, status=503)
+    srv.wait_until(lambda: sid not in srv.active_schedules(), 1)
+    with pytest.raises(InvalidStatus) as info:
         connect(srv.url)
-    sid = srv.schedule("drop", every=10)
-    srv.cancel_schedule(sid)
+    assert info.value.response.status_code == 503
+    ids = [srv.schedule("drop", every=10), srv.schedule("close", every=10)]
+    assert srv.active_schedules() == ids
+    srv.cancel_schedule(ids[0])
+    srv.wait_until(lambda: srv.active_schedules() == ids[1:], 1)
     srv.cancel_schedule()
+    srv.wait_until(lambda: srv.active_schedules() == [], 1)
+    with pytest.raises(LookupError):
+        srv.schedule("drop", every=1, target=99)
 
 
 def test_chaos_injects_random_faults(srv: FeedServer) -> None:

@@ -19,6 +19,7 @@ import weakref
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -49,16 +50,18 @@ T = TypeVar("T")
 KINDS = frozenset({"trade", "depth"})
 
 #: Fault names for ``FeedServer.schedule``, with the options each accepts.
-FAULTS: dict[str, frozenset[str]] = {
-    "close": frozenset({"code", "reason"}),
-    "drop": frozenset(),
-    "silence": frozenset({"seconds"}),
-    "half_open": frozenset({"seconds"}),
-    "garbage": frozenset({"kind", "size"}),
-    "refuse": frozenset({"count", "status", "retry_after"}),
-    "delay_handshake": frozenset({"seconds", "count"}),
-    "accept_then_drop": frozenset({"count"}),
-}
+FAULTS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "close": frozenset({"code", "reason"}),
+        "drop": frozenset(),
+        "silence": frozenset({"seconds"}),
+        "half_open": frozenset({"seconds"}),
+        "garbage": frozenset({"kind", "size"}),
+        "refuse": frozenset({"count", "status", "retry_after"}),
+        "delay_handshake": frozenset({"seconds", "count"}),
+        "accept_then_drop": frozenset({"count"}),
+    }
+)
 _CONN_FAULTS = frozenset({"close", "drop", "silence", "half_open", "garbage"})
 _API_ENDPOINTS = frozenset({"listenKey", "userDataStream"})
 _NO_KEY = '{"code":-1125,"msg":"This listenKey does not exist."}'
@@ -362,6 +365,13 @@ def _split_path(path: str) -> tuple[str | None, set[str]]:
     return None, topics
 
 
+def _json_response(conn: ServerConnection, status: int, body: Any) -> Response:
+    response = conn.respond(status, orjson.dumps(body).decode())
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = "application/json"
+    return response
+
+
 class FeedCore:
     """The server-thread half of ``FeedServer``: state, handlers, feed, faults.
 
@@ -398,6 +408,7 @@ class FeedCore:
         self._handshake_times: list[float] = []
         self._client_messages: list[Any] = []
         self._feed_tasks: set[asyncio.Task[None]] = set()
+        self._schedules: dict[int, asyncio.Task[None]] = {}
         self._counts: Counter[str] = Counter()
         self._faults: Counter[str] = Counter()
         self._gen = FeedGenerator(symbols, kinds, seed)
@@ -406,7 +417,6 @@ class FeedCore:
         self._rng = random.Random(seed)
         self._feed_spec: FeedSpec | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._schedules: dict[int, asyncio.Task[None]] = {}
         self._schedule_ids = itertools.count(1)
         self._keys: dict[str, asyncio.TimerHandle | None] = {}
         self._pending: weakref.WeakKeyDictionary[ServerConnection, ConnectionRecord]
@@ -550,7 +560,8 @@ class FeedCore:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
-        self._schedules.clear()
+        with self._lock:
+            self._schedules.clear()
         for handle in self._keys.values():
             if handle is not None:
                 handle.cancel()
@@ -591,6 +602,8 @@ class FeedCore:
             with contextlib.suppress(TimeoutError):  # the delay running out is the normal case
                 async with asyncio.timeout(seconds):
                     await self._stop_event.wait()
+            if self._stop_event.is_set():
+                return conn.respond(503, "Server is shutting down.\n")
         left, status, retry_after = self._refuse
         if left > 0:
             self._refuse = (left - 1, status, retry_after)
@@ -600,7 +613,7 @@ class FeedCore:
                 response.headers["Retry-After"] = f"{retry_after:g}"
             return response
         if key is not None and key not in self._keys:
-            return conn.respond(401, _NO_KEY + "\n")
+            return _json_response(conn, 401, orjson.loads(_NO_KEY))
         return None
 
     def _process_response(
@@ -624,17 +637,15 @@ class FeedCore:
         if method == "POST":
             body = {"listenKey": self._new_key()}
         elif method in ("PUT", "DELETE"):
-            ok = key in self._keys
-            if ok and key is not None:
-                self._arm_key(key) if method == "PUT" else self._drop_key(key)
-            else:
+            if key is None or key not in self._keys:
                 status, body = 400, orjson.loads(_NO_KEY)
+            elif method == "PUT":
+                self._arm_key(key)
+            else:
+                self._drop_key(key)
         else:
             status, body = 405, {"code": -1, "msg": f"method {method} not allowed"}
-        response = conn.respond(status, orjson.dumps(body).decode())
-        del response.headers["Content-Type"]
-        response.headers["Content-Type"] = "application/json"
-        return response
+        return _json_response(conn, status, body)
 
     # ---------------------------------------------------------- connection
 
@@ -966,15 +977,24 @@ class FeedCore:
         target: int | str,
         options: dict[str, Any],
     ) -> int:
+        if isinstance(target, int):
+            self._targets(target)  # raises LookupError for an id never seen
         sid = next(self._schedule_ids)
         task = self._spawn(self._run_schedule(names, every, jitter, count, target, options))
-        self._schedules[sid] = task
-        task.add_done_callback(lambda _: self._schedules.pop(sid, None))
+        with self._lock:
+            self._schedules[sid] = task
+        task.add_done_callback(lambda _: self._forget_schedule(sid))
         return sid
 
+    def _forget_schedule(self, sid: int) -> None:
+        with self._lock:
+            self._schedules.pop(sid, None)
+        self._notify()
+
     def _cancel_schedules(self, sid: int | None) -> None:
-        for key in list(self._schedules) if sid is None else [sid]:
-            task = self._schedules.pop(key, None)
+        with self._lock:
+            tasks = list(self._schedules.values()) if sid is None else [self._schedules.get(sid)]
+        for task in tasks:
             if task is not None:
                 task.cancel()
 

@@ -47,7 +47,6 @@ from wsmux._feed import (
     FeedServerStats,
     FeedSpec,
     encode,
-    garbage_frame,
 )
 
 __all__ = ["FAULTS", "ConnectionRecord", "FeedServer", "FeedServerStats"]
@@ -318,7 +317,9 @@ class FeedServer(FeedCore):
             broadcast: One shared sequence (True) or one per connection.
             batch: Messages per pacing step; default about 5 ms worth of ``rate``.
             garbage_ratio: Chance, per message, to insert a garbage frame first.
-            min_clients: Wait for this many market connections before starting.
+            min_clients: Broadcast mode: wait for this many market connections
+                before the first message. Without it, a paced feed runs on the
+                clock even while nobody is connected, as an exchange does.
 
         Raises:
             ValueError: If an argument is out of range.
@@ -506,7 +507,6 @@ class FeedServer(FeedCore):
             ValueError: If ``kind`` is unknown or ``size`` too small.
             LookupError: If ``conn`` was never seen.
         """
-        garbage_frame(self._rng, kind, size)  # validate here, in the caller's thread
         return self._call(self._do_garbage, conn, kind, size)
 
     def refuse(
@@ -568,8 +568,8 @@ class FeedServer(FeedCore):
             raise ValueError(f"unexpected options for {names}: {sorted(options)}")
         if every <= 0 or jitter < 0:
             raise ValueError("every must be > 0 and jitter >= 0")
-        if names != ("drop",) and "seconds" not in options:
-            options["seconds"] = every
+        if "seconds" not in options and any("seconds" in FAULTS[n] for n in names):
+            options["seconds"] = every  # a silence lasts until about the next tick
         self._require_running()
         return self._call(self._add_schedule, names, every, jitter, count, target, options)
 
@@ -587,6 +587,11 @@ class FeedServer(FeedCore):
     def cancel_schedule(self, schedule_id: int | None = None) -> None:
         """Cancel one schedule, or all of them."""
         self._call(self._cancel_schedules, schedule_id)
+
+    def active_schedules(self) -> list[int]:
+        """Ids of the schedules still running."""
+        with self._lock:
+            return list(self._schedules)
 
     # -------------------------------------------------------------- records
 
@@ -648,6 +653,9 @@ class FeedServer(FeedCore):
         self, predicate: Callable[[], bool], timeout: float = 5.0, what: str = ""
     ) -> None:
         """Block until ``predicate()`` is true; it is re-checked on every server event.
+
+        The predicate runs under the server's lock: keep it to reading state
+        (:meth:`stats`, :meth:`records`, ...), never call a control method in it.
 
         Raises:
             TimeoutError: If it is still false after ``timeout`` seconds.
