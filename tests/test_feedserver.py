@@ -374,6 +374,9 @@ def test_refuse_with_status_and_retry_after(srv: FeedServer) -> None:
     assert (stats.handshakes, stats.refused, stats.accepted) == (4, 3, 1)
     assert stats.faults["refuse"] == 3
     assert [r.status for r in srv.records()] == [503, 503, 429, 101]
+    for bad in (101, 200, 999):
+        with pytest.raises(ValueError):
+            srv.refuse(1, status=bad)
 
 
 def test_handshake_attempts_are_timestamped(srv: FeedServer) -> None:

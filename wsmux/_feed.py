@@ -598,7 +598,7 @@ class FeedCore:
         left, seconds = self._delay
         if left > 0 and seconds > 0:
             self._delay = (left - 1, seconds)
-            self._faults["delay_handshake"] += 1
+            self._count("delay_handshake")
             with contextlib.suppress(TimeoutError):  # the delay running out is the normal case
                 async with asyncio.timeout(seconds):
                     await self._stop_event.wait()
@@ -607,7 +607,7 @@ class FeedCore:
         left, status, retry_after = self._refuse
         if left > 0:
             self._refuse = (left - 1, status, retry_after)
-            self._faults["refuse"] += 1
+            self._count("refuse")
             response = conn.respond(status, "Refused by FeedServer.\n")
             if retry_after is not None:
                 response.headers["Retry-After"] = f"{retry_after:g}"
@@ -659,7 +659,7 @@ class FeedCore:
         live = _Live(ws, rec, self._queue_size)
         if self._drop_left > 0:
             self._drop_left -= 1
-            self._faults["accept_then_drop"] += 1
+            self._count("accept_then_drop")
             ws.transport.abort()
             rec.closed_at, rec.close_code = time.monotonic(), 1006
             self._notify()
@@ -900,9 +900,11 @@ class FeedCore:
                 await live.queue.join()
         await live.ws.close(code, reason)
 
-    def _count(self, name: str, lives: list[_Live]) -> int:
-        self._faults[name] += len(lives)
-        return len(lives)
+    def _count(self, name: str, lives: list[_Live] | None = None) -> int:
+        n = 1 if lives is None else len(lives)
+        with self._lock:  # stats() copies the counter from another thread
+            self._faults[name] += n
+        return n
 
     def _do_close(self, conn: int | None, code: int = 1000, reason: str = "") -> int:
         lives = self._targets(conn)

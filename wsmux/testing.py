@@ -32,6 +32,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -361,7 +362,7 @@ class FeedServer(FeedCore):
 
     @property
     def sent(self) -> int:
-        """Feed messages produced (each broadcast ``seq`` counts once)."""
+        """Feed messages produced: each broadcast ``seq`` once, per-connection feeds summed."""
         return self._counts["feed_messages"]
 
     @property
@@ -382,7 +383,6 @@ class FeedServer(FeedCore):
         Raises:
             LookupError: If there is no such open connection.
             TypeError: If ``msg`` cannot be encoded.
-            RuntimeError: If the server is not running.
         """
         return self._call(self._send_one, encode(msg), conn)
 
@@ -518,7 +518,12 @@ class FeedServer(FeedCore):
             count: Handshakes to refuse.
             status: HTTP status, such as 503, 429, 401 or 403.
             retry_after: Value of a ``Retry-After`` header, in seconds.
+
+        Raises:
+            ValueError: If ``status`` is not an HTTP status a refusal can use.
         """
+        if status < 300 or status not in HTTPStatus.__members__.values():
+            raise ValueError(f"cannot refuse a handshake with HTTP status {status}")
         left = math.inf if count is None else count
         self._call(self._arm_refuse, left, status, retry_after)
 
