@@ -1,5 +1,14 @@
-"""wsmux: one websocket connection, any number of independent filtered streams."""
+"""wsmux: one websocket connection, any number of independent filtered streams.
 
+Public names live here; the modules behind them are private, one per layer:
+``_match`` (filters and the index), ``_stream`` (bounded buffers), ``_hub``
+(fan-out and handlers), ``_supervisor`` (connect, rotate, reconnect),
+``_mux`` (the base class). ``wsmux.testing`` holds a local feed server and
+``wsmux.compat`` the AsyncWebsocketStreamInterface API.
+"""
+
+from ._backoff import Backoff
+from ._connection import Connection
 from ._exceptions import (
     ConnectError,
     ConnectionGap,
@@ -13,17 +22,24 @@ from ._exceptions import (
     WsmuxError,
 )
 from ._hub import Hub
-from ._stream import Stream, StreamStatistics
+from ._mux import Multiplexer, MultiplexerStats, State
+from ._stream import Overflow, Stream, StreamStatistics
 
 __all__ = [
+    "Backoff",
     "ConnectError",
+    "Connection",
     "ConnectionGap",
     "FatalConnectError",
     "Hub",
+    "Multiplexer",
     "MultiplexerClosed",
+    "MultiplexerStats",
     "NotConnected",
+    "Overflow",
     "RequestTimeout",
     "RetriesExhausted",
+    "State",
     "Stream",
     "StreamClosed",
     "StreamLagged",

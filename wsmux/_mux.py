@@ -267,6 +267,7 @@ class Multiplexer:
         self._error: BaseException | None = None
         self._exiting = False
         self._background: set[anyio.CancelScope] = set()
+        self._ready = anyio.Event()  # the first connection opened, or failed
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._redacted} {self._state}>"
@@ -794,11 +795,15 @@ class Multiplexer:
         try:
             await self._hub.__aenter__()
             self._sup = Supervisor(self, tg)
-            await tg.start(self._supervise, name="wsmux supervisor")
+            tg.start_soon(self._supervise, name="wsmux supervisor")
+            await self._ready.wait()
         except BaseException as exc:
-            self._error = exc if isinstance(exc, Exception) else None
-            await self._finish(type(exc), exc, exc.__traceback__)
-            raise
+            with anyio.CancelScope(shield=True):
+                await self._finish()
+            raise exc from None
+        if self._error is not None:
+            await self._finish()
+            raise self._error
         return self
 
     async def __aexit__(
@@ -807,45 +812,34 @@ class Multiplexer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._finish(exc_type, exc, tb)
+        await self._finish()
         if self._error is not None and exc is None:
             raise self._error
 
-    async def _finish(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _finish(self) -> None:
         await self._shutdown(wait=True)
-        await self._hub.__aexit__(exc_type, exc, tb)
+        await self._hub.__aexit__(None, None, None)
         tg, self._tg = self._tg, None
         if tg is not None:
             tg.cancel_scope.cancel()
             await tg.__aexit__(None, None, None)
         self._set_state("failed" if self._error is not None else "closed")
 
-    async def _supervise(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+    async def _supervise(self) -> None:
         assert self._sup is not None
-        started = False
-
-        def on_started() -> None:
-            nonlocal started
-            started = True
-            task_status.started()
-
         with anyio.CancelScope() as self._run_scope:
             try:
-                await self._sup.run(on_started)
+                await self._sup.run(self._ready.set)
             except Exception as exc:
-                if not started:
-                    raise
                 if not self._exiting:
                     log.error("%s failed: %s", self._redacted, exc)
                     self._error = exc
                     self._set_state("failed")
                     self._hub.close(exc)
-                    self._in_background(self._shutdown)
+                    if self._ready.is_set():
+                        self._in_background(self._shutdown)
+            finally:
+                self._ready.set()
 
     async def _shutdown(self, wait: bool = True) -> None:
         """Stop the supervisor, close every socket, end every stream.

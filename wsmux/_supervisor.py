@@ -464,9 +464,11 @@ class Supervisor:
 def _describe(exc: BaseException | None) -> str:
     if exc is None:
         return "closed by the server"
-    rcvd = getattr(exc, "rcvd", None)
-    if rcvd is not None:
-        return f"close code {rcvd.code}" + (f" ({rcvd.reason})" if rcvd.reason else "")
+    for attr, who in (("rcvd", "server"), ("sent", "client")):
+        frame = getattr(exc, attr, None)
+        if frame is not None:
+            reason = f" ({frame.reason})" if frame.reason else ""
+            return f"close code {frame.code}{reason} from the {who}"
     if type(exc).__name__.startswith("ConnectionClosed"):
         return "connection dropped without a close frame"
     return type(exc).__name__
