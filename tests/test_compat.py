@@ -32,7 +32,7 @@ class BinanceLikeAsyncWs(AsyncWebsocketStreamInterface):
                 try:
                     return
                 finally:
-                    asyncio.create_task(stream.close())
+                    asyncio.create_task(stream.close())  # noqa: RUF006 - as in seed 004
 
         task = asyncio.create_task(read_listen_key_expired_stream(listen_key_expired_stream))
         sleep = asyncio.create_task(asyncio.sleep(20 * 3600))
