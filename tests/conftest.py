@@ -41,7 +41,7 @@ async def _task_leak_check() -> AsyncIterator[None]:
     before = len(_live_tasks())
     yield
     with anyio.move_on_after(2):
-        while len(_live_tasks()) > before:  # noqa: ASYNC110 - polling a count, no event exists
+        while len(_live_tasks()) > before:
             await anyio.sleep(0.01)
     after = _live_tasks()
     if len(after) > before:
