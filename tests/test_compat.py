@@ -70,7 +70,7 @@ def test_seed_004_adapter_runs_unchanged() -> None:
             await orders.close()
             await asyncio.wait_for(ws.exit(), 3)
             assert ws.state == "closed"
-            assert [m["e"] for m in seen][:2] == ["ORDER_TRADE_UPDATE", "listenKeyExpired"]
+            assert [m.get("e") for m in seen][:2] == ["ORDER_TRADE_UPDATE", "listenKeyExpired"]
 
     asyncio.run(main())
 
