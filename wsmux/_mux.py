@@ -541,6 +541,11 @@ class Multiplexer(Messaging):
     async def __aenter__(self) -> Multiplexer:
         if self._state != "idle":
             raise RuntimeError(f"{self!r} was already started")
+        # Bind the events to the loop that runs us, not the one that built us
+        # (trio in the main thread, run_in_thread on asyncio, say).
+        before, self._state_changed = self._state_changed, anyio.Event()
+        before.set()
+        self._ready = anyio.Event()
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -611,6 +616,8 @@ class Multiplexer(Messaging):
             if sup is not None:
                 for link in list(sup.links):
                     link.release.set()
+                    if link.conn is None:
+                        link.holder_scope.cancel()  # still connecting
                 with anyio.move_on_after(self._options.close_timeout + 0.5):
                     for link in list(sup.links):
                         await link.closed.wait()

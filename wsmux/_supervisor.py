@@ -61,6 +61,7 @@ class _Link:
         "error",
         "first_id",
         "held",
+        "holder_scope",
         "id",
         "mode",
         "opened_at",
@@ -86,6 +87,7 @@ class _Link:
         self.closed = anyio.Event()  # the holder has closed the socket
         self.scope = anyio.CancelScope()  # the link's helper tasks
         self.reader_scope = anyio.CancelScope()
+        self.holder_scope = anyio.CancelScope()  # cancels a connect in progress
 
     def __repr__(self) -> str:
         return f"<link {self.id} received={self.received}>"
@@ -105,6 +107,7 @@ class Supervisor:
         self._next_id = 0
         self._overlap_ids: set[Hashable] | None = None
         self._rotating_to: _Link | None = None
+        self._rotating_from: _Link | None = None
         self._caught_up = anyio.Event()
         self._parse_log = RateLimitedLog(logging.WARNING)
         self._message_id: Callable[[Any], Hashable | None] | None = (
@@ -208,6 +211,8 @@ class Supervisor:
                 await self.mux._replay_subscriptions(link.conn)
         except BaseException:
             link.release.set()
+            if link.conn is None:
+                link.holder_scope.cancel()
             raise
         link.opened_at = time.monotonic()
         self.mux._counters["connects"] += 1
@@ -217,7 +222,10 @@ class Supervisor:
         """Own one socket: open it, hand it over, close it when released."""
         self.links.add(link)
         try:
-            made = await self.mux._create_ws()
+            with link.holder_scope:
+                made = await self.mux._create_ws()
+            if link.holder_scope.cancel_called:
+                return
             if hasattr(made, "recv"):
                 link.conn = made
                 try:
@@ -308,7 +316,11 @@ class Supervisor:
         """
         if link.mode == _HOLD:
             if not link.held and self._message_id is not None:
-                link.first_id = self._message_id(msg)
+                link.first_id = mid = self._message_id(msg)
+                old = self._rotating_from
+                if old is not None and self._overlap_ids and mid in self._overlap_ids:
+                    old.mode = _STOP  # the old link is already past this point
+                    self._caught_up.set()
             link.held.append(msg)
             return True
         if link.mode == _STOP:
@@ -354,12 +366,20 @@ class Supervisor:
         """Planned rotation: a new connection replaces ``old`` with no gap."""
         mux = self.mux
         mux._set_state("rotating")
+        # Record what the old link publishes from now on, so that what the
+        # new one repeats (it is subscribed before it is read) is dropped.
+        self._rotating_from = old
+        self._overlap_ids = set() if self._message_id is not None else None
+        self._caught_up = anyio.Event()
+        old.mode = _DRAIN
         new: _Link | None = None
         while new is None:
             async with anyio.create_task_group() as tg:
 
                 async def attempt() -> None:
                     nonlocal new
+                    if self._overlap_ids is not None:
+                        self._overlap_ids.clear()  # only this attempt's overlap matters
                     try:
                         new = await self._open()
                     except Exception as exc:
@@ -382,15 +402,13 @@ class Supervisor:
                 tg.start_soon(attempt, name="wsmux rotation attempt")
                 tg.start_soon(old_died, name="wsmux rotation watch")
             if new is None and old.done.is_set():
+                self._overlap_ids = self._rotating_from = None
                 return await self._recover(old)
         # If the old link died meanwhile, the new one was subscribed before
         # that: the cutover below still loses nothing.
         # Read the new link into its holding list while the old one drains.
         self._rotating_to = new
-        self._overlap_ids = set() if self._message_id is not None else None
-        self._caught_up = anyio.Event()
         self._start_reader(new)
-        old.mode = _DRAIN
         await self._drain(old)
         old.mode = _STOP
         old.release.set()
@@ -407,7 +425,7 @@ class Supervisor:
                     await self.hub.relieve()
         new.mode = _LIVE
         self._overlap_ids = None
-        self._rotating_to = None
+        self._rotating_to = self._rotating_from = None
         self.live = new
         mux._counters["rotations"] += 1
         mux._set_state("open")
