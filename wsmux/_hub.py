@@ -367,6 +367,8 @@ class Hub:
             stream._end(error)
 
     async def __aenter__(self) -> Hub:
+        self._idle = anyio.Event()  # bound to the loop that runs the hub
+        self._idle.set()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._start_handlers()
