@@ -1,0 +1,292 @@
+"""run_in_thread: a multiplexer on its own loop, used from other threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from wsmux import ConnectionGap, FatalConnectError, Multiplexer, NotConnected, StreamLagged
+from wsmux._threaded import MuxThread, ThreadStream, run_in_thread
+from wsmux.testing import FeedServer
+
+FAST: dict[str, Any] = {
+    "backoff_base": 0.02,
+    "backoff_cap": 0.1,
+    "open_timeout": 2.0,
+    "close_timeout": 0.5,
+}
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    with FeedServer(symbols=4) as srv:
+        yield srv
+
+
+def take(stream: ThreadStream, n: int) -> list[Any]:
+    out = []
+    for msg in stream:
+        out.append(msg)
+        if len(out) == n:
+            break
+    return out
+
+
+def test_blocking_iteration_in_order(server: FeedServer) -> None:
+    with run_in_thread(Multiplexer(server.url, **FAST)) as t:
+        assert t.running and t.state == "open"
+        assert t.name.startswith("wsmux")
+        everything = t.stream_filter(timeout=5)
+        sym1 = t.stream_filter({"s": "SYM1"}, timeout=5)
+        server.start_feed(count=500)
+        got = take(everything, 500)
+        assert [m["seq"] for m in got] == list(range(1, 501))
+        assert all(m["s"] == "SYM1" for m in take(sym1, 20))
+        stats = everything.statistics()
+        assert stats.delivered == 500 and stats.dropped == 0
+    assert not t.running
+    assert t.stats().state == "closed"
+    assert list(everything) == []  # iteration ends once stopped
+
+
+def test_receive_timeout_and_nowait(server: FeedServer) -> None:
+    with run_in_thread(Multiplexer(server.url, **FAST)) as t:
+        stream = t.stream_filter()
+        with pytest.raises(anyio.WouldBlock):
+            stream.receive_nowait()
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            stream.receive(timeout=0.05)
+        assert time.monotonic() - started < 1
+        server.send({"e": "hello"})
+        assert stream.receive(timeout=5) == {"e": "hello"}
+        stream.close()
+        assert stream.closed
+        assert list(stream) == []
+
+
+def test_stop_from_main_ends_blocked_reader_thread(server: FeedServer) -> None:
+    t = run_in_thread(Multiplexer(server.url, **FAST))
+    stream = t.stream_filter()
+    ended = threading.Event()
+
+    def reader() -> None:
+        for _ in stream:
+            pass
+        ended.set()
+
+    thread = threading.Thread(target=reader, name="wsmux-test-reader")
+    thread.start()
+    time.sleep(0.02)  # let the reader block in the loop's receive
+    t.stop()
+    thread.join(5)
+    assert ended.is_set()
+    t.stop()  # idempotent
+
+
+def test_handlers_run_in_their_own_threads(server: FeedServer) -> None:
+    seen: list[int] = []
+    slow_seen: list[int] = []
+    inline_seen: list[int] = []
+    async_seen: list[int] = []
+    names: set[str] = set()
+
+    def fast(msg: dict[str, Any]) -> None:
+        names.add(threading.current_thread().name)
+        seen.append(msg["seq"])
+
+    def slow(msg: dict[str, Any]) -> None:
+        time.sleep(0.001)
+        slow_seen.append(msg["seq"])
+
+    def broken(msg: dict[str, Any]) -> None:
+        raise ValueError("boom")
+
+    async def coro(msg: dict[str, Any]) -> None:
+        async_seen.append(msg["seq"])
+
+    with run_in_thread(Multiplexer(server.url, **FAST)) as t:
+        t.add_handler(fast)
+        t.add_handler(slow, maxsize=10_000)
+        t.add_handler(broken, {"seq": 1})
+        t.on(inline=True)(lambda msg: inline_seen.append(msg["seq"]))
+        t.add_handler(coro)
+        with pytest.raises(ValueError, match="already"):
+            t.add_handler(fast)
+        stream = t.stream_filter(timeout=5)
+        server.start_feed(count=300)
+        take(stream, 300)  # the stream is not held back by the slow handler
+        assert len(slow_seen) < 300
+        deadline = time.monotonic() + 5
+        while len(seen) < 300 or len(async_seen) < 300:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        assert t.stats().handler_errors == 1
+        t.remove_handler(fast)
+        with pytest.raises(KeyError):
+            t.remove_handler(fast)
+    assert seen == list(range(1, 301)) and inline_seen == seen
+    assert names and all(n.startswith("wsmux-handler") for n in names)
+
+
+def test_send_from_many_threads_and_subscribe_while_running(server: FeedServer) -> None:
+    with run_in_thread(Multiplexer(server.url, **FAST)) as t:
+
+        def sender(k: int) -> None:
+            for i in range(20):
+                t.send({"from": k, "i": i})
+
+        threads = [threading.Thread(target=sender, args=(k,)) for k in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(5)
+        got = server.wait_for_messages(80)
+        assert sorted((m["from"], m["i"]) for m in got) == [
+            (k, i) for k in range(4) for i in range(20)
+        ]
+        t.subscribe("sym1@trade", "sym2@trade")
+        assert t.topics == ["sym1@trade", "sym2@trade"]
+        t.unsubscribe("sym1@trade")
+        server.wait_until(lambda: server.records()[0].subscriptions == {"sym2@trade"})
+        assert t.request({"method": "LIST_SUBSCRIPTIONS"})["result"] == ["sym2@trade"]
+
+
+def test_fatal_handshake_raises_in_caller(server: FeedServer) -> None:
+    server.refuse(None, status=401)
+    with pytest.raises(FatalConnectError, match="401"):
+        run_in_thread(Multiplexer(server.url, **FAST))
+
+
+def test_connect_timeout_stops_the_thread(server: FeedServer) -> None:
+    server.refuse(None, status=503)
+    with pytest.raises(NotConnected):
+        run_in_thread(Multiplexer(server.url, **FAST), timeout=0.2)
+
+
+def test_death_after_start_reaches_readers_and_stop(server: FeedServer) -> None:
+    t = run_in_thread(Multiplexer(server.url, max_attempts=1, **FAST))
+    stream = t.stream_filter(timeout=5)
+    server.refuse(None, status=403)
+    server.drop()
+    with pytest.raises(FatalConnectError):
+        stream.receive()
+    with pytest.raises(FatalConnectError):
+        t.join(5)
+    t.stop()  # the error is raised once
+
+
+def test_gaps_and_lag_are_reported(server: FeedServer) -> None:
+    with run_in_thread(Multiplexer(server.url, **FAST)) as t:
+        gaps = t.stream_filter(gaps="raise", timeout=5)
+        small = t.stream_filter(maxsize=4, timeout=5)
+        server.start_feed(count=50)
+        server.wait_feed_done()
+        with pytest.raises(StreamLagged):
+            small.receive()
+        take(gaps, 50)
+        server.drop()
+        with pytest.raises(ConnectionGap):
+            gaps.receive()
+
+
+def test_blocked_main_thread_delays_nothing(server: FeedServer) -> None:
+    """The main thread blocks (sleep, then a busy loop) longer than the ping timeout."""
+    mux = Multiplexer(server.url, ping_interval=0.05, ping_timeout=0.1, **FAST)
+    with run_in_thread(mux) as t:
+        stream = t.stream_filter(maxsize=100_000, gaps="raise", timeout=5)
+        server.start_feed(rate=2000)
+        time.sleep(0.25)
+        end = time.monotonic() + 0.25
+        while time.monotonic() < end:
+            sum(range(1000))
+        server.stop_feed()
+        stats = t.stats()
+        assert stats.disconnects == 0 and stats.reconnects == 0
+        assert stats.messages > 300  # read all along, not after the main thread woke
+        seqs = [m["seq"] for m in take(stream, stats.messages)]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+
+def test_trio_backend_thread(server: FeedServer) -> None:
+    with run_in_thread(Multiplexer(server.url, **FAST), backend="trio") as t:
+        stream = t.stream_filter(timeout=5)
+        server.start_feed(count=50)
+        assert [m["seq"] for m in take(stream, 50)] == list(range(1, 51))
+
+
+def test_blocking_call_from_own_thread_is_refused(server: FeedServer) -> None:
+    errors: list[BaseException] = []
+    holder: list[MuxThread] = []
+
+    def inline(msg: Any) -> None:
+        try:
+            holder[0].send({"x": 1})
+        except RuntimeError as exc:
+            errors.append(exc)
+        holder[0].stop()  # starts the shutdown, does not wait for itself
+
+    t = run_in_thread(Multiplexer(server.url, **FAST))
+    holder.append(t)
+    t.add_handler(inline, inline=True)
+    server.send({"go": 1})
+    t.join(5)
+    assert errors and "own thread" in str(errors[0])
+
+
+def test_stop_from_handler_thread(server: FeedServer) -> None:
+    holder: list[MuxThread] = []
+    t = run_in_thread(Multiplexer(server.url, **FAST))
+    holder.append(t)
+    t.add_handler(lambda msg: holder[0].stop())
+    server.send({"go": 1})
+    t.join(5)
+    assert not t.running
+
+
+def test_stop_right_after_start_without_waiting(server: FeedServer) -> None:
+    t = run_in_thread(Multiplexer(server.url, **FAST), wait=False)
+    t.stop(5)
+    assert not t.running
+    with pytest.raises(RuntimeError, match="already started"):
+        run_in_thread(t.mux)
+
+
+@pytest.mark.anyio
+async def test_async_for_does_not_block_the_calling_loop() -> None:
+    async with FeedServer(symbols=2) as server:
+        t = run_in_thread(Multiplexer(server.url, **FAST))
+        try:
+            stream = t.stream_filter()
+            ticks = 0
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    ticks += 1
+                    await anyio.sleep(0.005)
+
+            got: list[int] = []
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(ticker)
+                    with anyio.move_on_after(0.05):  # a cancelled read loses nothing
+                        await stream.areceive()
+                    server.start_feed(count=100, rate=1000)
+                    async for msg in stream:
+                        got.append(msg["seq"])
+                        if len(got) == 100:
+                            break
+                    tg.cancel_scope.cancel()
+            assert got == list(range(1, 101))
+            assert ticks > 5
+            with pytest.raises(TimeoutError):
+                await stream.areceive(timeout=0.01)
+        finally:
+            await anyio.to_thread.run_sync(t.stop)
+        assert [m async for m in stream] == []
