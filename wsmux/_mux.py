@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextvars
 import inspect
 import itertools
-import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from types import TracebackType
 from typing import Any, Literal
@@ -532,7 +531,7 @@ class Multiplexer(Messaging):
             stale=c["stale"],
             drops=hub.dropped(),
             streams=hub.stream_count(),
-            last_message_at=time.time() if self._counters["messages"] else None,
+            last_message_at=self._last_message_at,
             last_disconnect=self._last_disconnect,
         )
 

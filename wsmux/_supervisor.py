@@ -283,10 +283,12 @@ class Supervisor:
         elif _speaks_websockets(conn):
             recv = functools.partial(conn.recv, decode=False)
         publish = hub.publish
+        wall = time.time
         try:
             with link.reader_scope:
                 while True:
                     raw = await recv()
+                    mux._last_message_at = wall()
                     link.received += 1
                     counters["messages"] += 1
                     counters["bytes"] += len(raw)
@@ -305,7 +307,6 @@ class Supervisor:
         except Exception as exc:
             link.error = exc
         finally:
-            mux._last_message_at = time.time()
             link.done.set()
 
     def _divert(self, link: _Link, msg: Any) -> bool:
