@@ -49,6 +49,8 @@ STATES: Final = (
 )
 
 _HOLD, _LIVE, _DRAIN, _STOP = 0, 1, 2, 3
+#: The new link of a rotation, live, still dropping what the old one published.
+_TAIL = 4
 
 
 class _Link:
@@ -316,7 +318,8 @@ class Supervisor:
             True when the message must not be published now.
         """
         if link.mode == _HOLD:
-            if not link.held and self._message_id is not None:
+            # The first message with an id (a subscription reply has none).
+            if link.first_id is None and self._message_id is not None:
                 link.first_id = mid = self._message_id(msg)
                 old = self._rotating_from
                 if old is not None and self._overlap_ids and mid in self._overlap_ids:
@@ -326,6 +329,18 @@ class Supervisor:
             return True
         if link.mode == _STOP:
             return True
+        if link.mode == _TAIL:
+            # The old link may have run ahead of what this one had read at the
+            # cutover: drop what it published, up to the first id it did not.
+            mid = self._message_id(msg) if self._message_id is not None else None
+            if mid is None:
+                return False
+            if self._overlap_ids is not None and mid in self._overlap_ids:
+                self.mux._counters["duplicates"] += 1
+                return True
+            link.mode = _LIVE
+            self._overlap_ids = None
+            return False
         # _DRAIN: the old link of a rotation, still published.
         if self._message_id is not None and self._overlap_ids is not None:
             mid = self._message_id(msg)
@@ -334,7 +349,7 @@ class Supervisor:
                     return True
                 self._overlap_ids.add(mid)
                 nxt = self._rotating_to
-                if nxt is not None and nxt.held and mid == nxt.first_id:
+                if nxt is not None and nxt.first_id is not None and mid == nxt.first_id:
                     link.mode = _STOP  # caught up with the new link: stop here
                     self._caught_up.set()
         return False
@@ -424,8 +439,7 @@ class Supervisor:
                         continue
                 if self.hub.publish(msg):
                     await self.hub.relieve()
-        new.mode = _LIVE
-        self._overlap_ids = None
+        new.mode = _LIVE if self._overlap_ids is None else _TAIL
         self._rotating_to = self._rotating_from = None
         self.live = new
         mux._counters["rotations"] += 1
