@@ -554,8 +554,7 @@ class Multiplexer(Messaging):
             tg.start_soon(self._supervise, name="wsmux supervisor")
             await self._ready.wait()
         except BaseException as exc:
-            with anyio.CancelScope(shield=True):
-                await self._finish()
+            await self._finish()
             raise exc from None
         if self._error is not None:
             await self._finish()
@@ -573,13 +572,23 @@ class Multiplexer(Messaging):
             raise self._error
 
     async def _finish(self) -> None:
-        await self._shutdown(wait=True)
-        await self._hub.__aexit__(None, None, None)
-        tg, self._tg = self._tg, None
-        if tg is not None:
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
-        self._set_state("failed" if self._error is not None else "closed")
+        # Even when the caller is cancelled: shut down (bounded by the close
+        # and drain timeouts), then leave both task groups entered in
+        # __aenter__, innermost first, outside any scope opened here.
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._shutdown(wait=True)
+        finally:
+            tg, self._tg = self._tg, None
+            try:
+                await self._hub.__aexit__(None, None, None)
+            finally:
+                try:
+                    if tg is not None:
+                        tg.cancel_scope.cancel()
+                        await tg.__aexit__(None, None, None)
+                finally:
+                    self._set_state("failed" if self._error is not None else "closed")
 
     async def _supervise(self) -> None:
         assert self._sup is not None
