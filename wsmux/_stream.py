@@ -10,6 +10,7 @@ overflows them.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import sys
 from collections.abc import Callable
@@ -20,6 +21,12 @@ import anyio
 import anyio.lowlevel
 
 from ._exceptions import ConnectionGap, StreamClosed, StreamLagged
+
+_current_library: Callable[[], str] | None
+try:
+    from sniffio import current_async_library as _current_library
+except ImportError:  # anyio then supports asyncio alone, as anyio itself assumes
+    _current_library = None
 
 __all__ = ["CHECKPOINT_EVERY", "GAP", "Overflow", "Stream", "StreamStatistics"]
 
@@ -41,6 +48,29 @@ class _Gap:
 GAP: Final = _Gap()
 
 _OPEN, _ENDED, _CLOSED = 0, 1, 2
+
+
+class _Waker(asyncio.Future[None]):
+    """What a consumer waits on under asyncio; the hub's ``set()`` wakes it.
+
+    A bare future: ``anyio.Event`` wraps an ``asyncio.Event``, which makes a
+    future of its own for every wait, and a consumer of a quiet stream waits
+    once per message.
+    """
+
+    __slots__ = ()
+
+    def set(self) -> None:
+        """Wake the waiting consumer; harmless once done or cancelled."""
+        if not self.done():
+            self.set_result(None)
+
+
+def _on_asyncio() -> bool:
+    """Tell whether the running task is an asyncio one (as anyio decides it)."""
+    if _current_library is not None:
+        return _current_library() == "asyncio"
+    return True
 
 
 class _Owner(Protocol):
@@ -132,7 +162,7 @@ class Stream:
         self._high = max(1, maxsize // 2)
         self._step = max(1, min(CHECKPOINT_EVERY // 2, (maxsize - self._high) // 4))
         self._block_at = maxsize if overflow == "block" else sys.maxsize
-        self._event: anyio.Event | None = None
+        self._event: anyio.Event | _Waker | None = None
         self._space: anyio.Event | None = None
         self._state = _OPEN
         self._error: BaseException | None = None
@@ -270,14 +300,18 @@ class Stream:
         self._reads += 1
         if not self._reads % CHECKPOINT_EVERY:
             await anyio.lowlevel.checkpoint()
-        while True:
-            try:
-                return self.receive_nowait()
-            except anyio.WouldBlock:
+        while not self._buf and self._state == _OPEN and not self._lost and not self._gap_pending:
+            if _on_asyncio():
+                waker = self._event
+                if not isinstance(waker, _Waker) or waker.done():  # done: a cancelled wait
+                    waker = self._event = _Waker(loop=asyncio.get_running_loop())
+                await waker
+            else:
                 event = self._event
-                if event is None:
+                if not isinstance(event, anyio.Event):
                     event = self._event = anyio.Event()
                 await event.wait()
+        return self.receive_nowait()
 
     def __aiter__(self) -> Stream:
         return self
