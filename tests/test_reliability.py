@@ -1,0 +1,823 @@
+"""Reliability suite (issue 4): real sockets, injected faults, exact outcomes.
+
+Every case runs a :class:`~wsmux.Multiplexer` against a local
+:class:`~wsmux.testing.FeedServer` on both anyio backends and asserts counts,
+not just survival: reconnects per fault, gaps per reconnect, sequence numbers
+per connection, attempts per second, counters against each other. Cases that
+take more than a couple of seconds are marked ``slow`` (the soak and the
+memory test live in ``test_soak.py``).
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import random
+import time
+import warnings
+from collections.abc import AsyncIterator, Callable, Hashable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.abc
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import wsmux._supervisor
+from wsmux import ConnectionGap, FatalConnectError, RetriesExhausted, StreamLagged
+from wsmux._backoff import Backoff
+from wsmux._hub import Hub
+from wsmux._match import reference_match
+from wsmux._mux import Multiplexer
+from wsmux._stream import Stream
+from wsmux.testing import FeedServer
+
+pytestmark = pytest.mark.anyio
+
+#: Small delays everywhere: faults are detected and repaired in milliseconds.
+FAST: dict[str, Any] = {
+    "backoff_base": 0.01,
+    "backoff_cap": 0.05,
+    "reset_after": 0.5,
+    "close_timeout": 0.2,
+    "open_timeout": 2.0,
+}
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def live_tasks() -> int:
+    """Count the tasks alive in the running event loop (either backend)."""
+    from wsmux._connection import current_backend
+
+    if current_backend() == "trio":
+        import trio
+
+        count, stack = 0, [trio.lowlevel.current_root_task()]
+        while stack:
+            task = stack.pop()
+            count += 1
+            for nursery in task.child_nurseries:
+                stack.extend(nursery.child_tasks)
+        return count
+    import asyncio
+
+    return len(asyncio.all_tasks())
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
+    """Poll a client-side condition every 5 ms, failing after ``timeout``."""
+    try:
+        with anyio.fail_after(timeout):
+            while not predicate():
+                await anyio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {what or predicate}"
+        ) from None
+
+
+async def settle_tasks(baseline: int, timeout: float = 2.0) -> int:
+    """Wait until at most ``baseline`` tasks are alive; return the final count."""
+    with anyio.move_on_after(timeout):
+        while live_tasks() > baseline:
+            await anyio.sleep(0.005)
+    return live_tasks()
+
+
+class Recorder:
+    """Reads one stream in a task and records what it saw.
+
+    ``segments`` splits the ``seq`` numbers at each ``ConnectionGap``;
+    ``lagged`` adds up ``StreamLagged`` counts; ``end`` is how iteration ended.
+    """
+
+    def __init__(self, stream: Stream, *, delay: float = 0.0, name: str = "") -> None:
+        self.stream = stream
+        self.delay = delay
+        self.name = name
+        self.segments: list[list[int]] = [[]]
+        self.symbols: list[str] = []
+        self.count = 0
+        self.gaps = 0
+        self.lag_events = 0
+        self.lagged = 0
+        self.end: BaseException | None = None
+
+    @property
+    def seqs(self) -> list[int]:
+        return [s for seg in self.segments for s in seg]
+
+    @property
+    def last(self) -> int:
+        for seg in reversed(self.segments):
+            if seg:
+                return seg[-1]
+        return 0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                msg = await self.stream.receive()
+            except ConnectionGap:
+                self.gaps += 1
+                self.segments.append([])
+                continue
+            except StreamLagged as exc:
+                self.lag_events += 1
+                self.lagged += exc.count
+                continue
+            except anyio.EndOfStream:
+                return
+            except Exception as exc:
+                self.end = exc
+                return
+            self.count += 1
+            if isinstance(msg, dict) and "seq" in msg:
+                self.segments[-1].append(msg["seq"])
+                self.symbols.append(msg.get("s", ""))
+            if self.delay:
+                await anyio.sleep(self.delay)
+
+
+def contiguous(seqs: list[int]) -> bool:
+    return all(b == a + 1 for a, b in itertools.pairwise(seqs))
+
+
+class RecordingBackoff(Backoff):
+    """A seeded Backoff that remembers every delay it handed out."""
+
+    seed = 7
+    made: list[RecordingBackoff] = []  # noqa: RUF012 - reset by the fixture
+
+    def __init__(self, base: float, cap: float) -> None:
+        super().__init__(base, cap, rng=random.Random(self.seed))
+        self.delays: list[float] = []
+        self.resets = 0
+        RecordingBackoff.made.append(self)
+
+    def next(self) -> float:
+        delay = super().next()
+        self.delays.append(delay)
+        return delay
+
+    def reset(self) -> None:
+        self.resets += 1
+        super().reset()
+
+
+@pytest.fixture
+def backoff(monkeypatch: pytest.MonkeyPatch) -> Callable[[], RecordingBackoff]:
+    """Make the supervisor's backoff seeded and observable."""
+    RecordingBackoff.made = []
+    monkeypatch.setattr(wsmux._supervisor, "Backoff", RecordingBackoff)
+
+    def only() -> RecordingBackoff:
+        assert len(RecordingBackoff.made) == 1
+        return RecordingBackoff.made[0]
+
+    return only
+
+
+@asynccontextmanager
+async def server(**options: Any) -> AsyncIterator[FeedServer]:
+    options.setdefault("symbols", 3)
+    options.setdefault("kinds", ("trade",))
+    async with FeedServer(**options) as srv:
+        yield srv
+
+
+def intervals(times: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+# -- abrupt drops ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_fifty_abrupt_drops_under_a_steady_feed() -> None:
+    drops = 50
+    calls = {"disconnect": 0, "reconnect": 0}
+    reconnect_args: list[tuple[Any, ...]] = []
+
+    def on_disconnect(mux: Multiplexer) -> None:
+        calls["disconnect"] += 1
+
+    async def on_reconnect(mux: Multiplexer, *args: Any) -> None:
+        calls["reconnect"] += 1
+        reconnect_args.append(args)
+
+    async with server() as srv:
+        mux = Multiplexer(
+            srv.url,
+            **(FAST | {"backoff_base": 0.005, "backoff_cap": 0.03}),
+            disconnect_fn=on_disconnect,
+            reconnect_fn=on_reconnect,
+            reconnect_args=("resync", 1),
+        )
+        gap_rec = Recorder(mux.stream_filter(gaps="raise", maxsize=100_000))
+        plain = Recorder(mux.stream_filter(maxsize=100_000))
+        sym0 = Recorder(mux.stream_filter({"s": "SYM0"}, gaps="raise", maxsize=100_000))
+        sync_seen: list[int] = []
+        async_seen: list[int] = []
+        mux.add_handler(lambda m: sync_seen.append(m["seq"]))
+
+        async def on_message(msg: dict[str, Any]) -> None:
+            async_seen.append(msg["seq"])
+
+        mux.add_handler(on_message, maxsize=100_000)
+        async with mux, anyio.create_task_group() as tg:
+            for rec in (gap_rec, plain, sym0):
+                tg.start_soon(rec.run)
+            srv.start_feed(rate=4000, min_clients=1)
+            await wait_for(lambda: len(gap_rec.segments[-1]) >= 5, what="first messages")
+            tasks_when_up = live_tasks()
+            for i in range(drops):
+                # Consumers keep receiving: messages arrived on this connection.
+                await wait_for(lambda: len(gap_rec.segments[-1]) >= 3, what=f"data after {i}")
+                assert srv.drop() == 1
+                await wait_for(lambda i=i: mux.stats().reconnects == i + 1, what=f"reconnect {i}")
+            await wait_for(lambda: len(gap_rec.segments[-1]) >= 3, what="data after the last")
+            srv.stop_feed()
+            with anyio.fail_after(5):
+                await srv.wait_feed_done_async()
+            last = srv.last_seq
+            await wait_for(lambda: gap_rec.last == plain.last == last, what="the last message")
+            await wait_for(lambda: calls["reconnect"] == drops, what="reconnect callbacks")
+            tasks_at_end = await settle_tasks(tasks_when_up)
+            stats = mux.stats()
+            await mux.exit()
+
+        server_stats = srv.stats()
+    # One reconnect per drop, and nothing else.
+    assert server_stats.faults["drop"] == drops
+    assert server_stats.handshakes == server_stats.accepted == drops + 1
+    assert (stats.disconnects, stats.reconnects, stats.connects) == (drops, drops, drops + 1)
+    assert (stats.connect_errors, stats.stale, stats.rotations, stats.drops) == (0, 0, 0, 0)
+    assert stats.last_disconnect == "connection dropped without a close frame"
+    assert calls == {"disconnect": drops, "reconnect": drops}
+    assert set(reconnect_args) == {("resync", 1)}
+    # gaps="raise": exactly one ConnectionGap per drop, data between every two.
+    assert gap_rec.gaps == drops and len(gap_rec.segments) == drops + 1
+    for seg in gap_rec.segments:
+        assert seg, "a connection delivered nothing"
+        assert contiguous(seg), "a message was lost on a live connection"
+    firsts = [seg[0] for seg in gap_rec.segments]
+    assert firsts == sorted(set(firsts))
+    # Every subscriber saw the same messages, in order.
+    assert plain.gaps == 0 and plain.seqs == gap_rec.seqs
+    assert sync_seen == async_seen == gap_rec.seqs
+    assert stats.messages == len(gap_rec.seqs) and stats.parse_errors == 0
+    assert sym0.gaps == drops
+    assert sym0.seqs == [
+        s for s, sym in zip(gap_rec.seqs, gap_rec.symbols, strict=True) if sym == "SYM0"
+    ]
+    # The per-connection tasks of 50 dead connections are all gone.
+    assert tasks_at_end <= tasks_when_up
+
+
+# -- dead connections: half-open and silent --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "detector"),
+    [("half_open", "ping"), ("half_open", "stale"), ("silence", "stale")],
+)
+async def test_dead_connection_is_detected_and_replaced_in_time(fault: str, detector: str) -> None:
+    if detector == "ping":
+        options = {"ping_interval": 0.1, "ping_timeout": 0.1, "stale_after": None}
+        budget = 0.1 + 0.1  # a ping is due, then its pong is overdue
+    else:
+        options = {"ping_interval": 0.1 if fault == "silence" else None, "stale_after": 0.3}
+        budget = 0.3 + 0.3 / 4  # the stale watch looks every quarter period
+    budget += FAST["backoff_cap"] + 0.25  # backoff, reconnection, scheduling slack
+    async with server() as srv:
+        mux = Multiplexer(srv.url, **(FAST | options))
+        rec = Recorder(mux.stream_filter(gaps="raise"))
+        async with mux, anyio.create_task_group() as tg:
+            tg.start_soon(rec.run)
+            srv.start_feed(rate=2000)
+            await wait_for(lambda: rec.count >= 10, what="first messages")
+            assert getattr(srv, fault)() == 1
+            start = time.monotonic()
+            await wait_for(lambda: len(rec.segments[-1]) >= 10 and rec.gaps == 1, what="recovery")
+            took = time.monotonic() - start
+            stats = mux.stats()
+            first = srv.record(1)
+            await mux.exit()
+    assert (stats.disconnects, stats.reconnects, stats.connects) == (1, 1, 2)
+    assert stats.stale == (1 if detector == "stale" else 0)
+    if detector == "stale":
+        assert stats.last_disconnect == "stale"
+        assert took >= 0.3 - 0.05, f"declared stale after {took:.3f}s, before stale_after"
+    else:
+        assert "keepalive" in str(stats.last_disconnect), stats.last_disconnect
+    assert took < budget, f"replaced after {took:.3f}s, budget {budget:.3f}s"
+    assert contiguous(rec.segments[0]) and contiguous(rec.segments[1])
+    assert first.closed_at is not None  # the dead socket was not left open
+
+
+# -- refusals and backoff ----------------------------------------------------------
+
+
+async def test_503_five_times_then_success(backoff: Callable[[], RecordingBackoff]) -> None:
+    base, cap = 0.02, 0.15
+    async with server() as srv:
+        srv.refuse(5, status=503)
+        mux = Multiplexer(srv.url, **(FAST | {"backoff_base": base, "backoff_cap": cap}))
+        async with mux:
+            stats = mux.stats()
+            assert mux.state == "open"
+            times = srv.handshake_times()
+            await mux.exit()
+    delays = backoff().delays
+    assert len(times) == 6 and srv.stats().refused == 5
+    assert (stats.connect_errors, stats.connects, stats.disconnects) == (5, 1, 0)
+    assert len(delays) == 5
+    # Decorrelated jitter: each delay in [base, min(cap, 3 * previous)].
+    previous = base
+    for delay in delays:
+        assert base <= delay <= min(cap, 3 * previous) + 1e-9
+        previous = delay
+    assert len(set(delays)) == len(delays), "no jitter"
+    assert max(delays[2:]) > 2 * delays[0], f"delays do not grow: {delays}"
+    assert max(delays) <= cap
+    # ... and the client really waited that long between attempts.
+    for waited, delay in zip(intervals(times), delays, strict=True):
+        assert delay - 0.005 <= waited <= delay + 0.1, (waited, delay)
+
+
+async def test_accept_then_drop_is_backed_off_not_hammered(
+    backoff: Callable[[], RecordingBackoff],
+) -> None:
+    base, cap = 0.01, 0.1
+    async with server() as srv:
+        srv.accept_then_drop(None)
+        mux = Multiplexer(srv.url, **(FAST | {"backoff_base": base, "backoff_cap": cap}))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(mux.run)
+            with anyio.fail_after(5):
+                await srv.wait_until_async(lambda: len(srv.handshake_times()) >= 10)
+            times = srv.handshake_times()[:10]
+            srv.accept_then_drop(0)
+            await mux.wait_connected(5)
+            await mux.exit()
+    rb = backoff()
+    waited = intervals(times)
+    assert rb.resets == 0, "the backoff was reset by connections that died at once"
+    assert all(w >= base - 0.005 for w in waited)
+    for w, delay in zip(waited, rb.delays, strict=False):
+        assert w >= delay - 0.005, (w, delay)
+    # Attempts per second: never faster than one per base delay, and the total
+    # time is at least the sum of the delays (a reset-on-connect client would
+    # retry after base every time; a hammering one, in a millisecond).
+    rate = len(waited) / (times[-1] - times[0])
+    assert rate <= 1 / base, f"{rate:.0f} attempts per second"
+    assert times[-1] - times[0] >= sum(rb.delays[: len(waited)]) - 0.005
+    assert len(set(rb.delays)) == len(rb.delays)
+
+
+async def test_401_is_fatal_at_once_with_one_attempt() -> None:
+    async with server() as srv:
+        srv.refuse(None, status=401)
+        mux = Multiplexer(srv.url, **(FAST | {"backoff_base": 1.0, "backoff_cap": 2.0}))
+        stream = mux.stream_filter()
+        start = time.monotonic()
+        with pytest.raises(FatalConnectError) as info:
+            async with mux:
+                pytest.fail("connected despite 401")
+        took = time.monotonic() - start
+        assert info.value.status == 401
+        assert srv.stats().handshakes == 1
+        assert took < 0.5
+        assert mux.state == "failed" and mux.stats().connect_errors == 1
+        with pytest.raises(FatalConnectError):
+            await stream.receive()
+
+
+async def test_401_on_reconnect_ends_streams_with_the_error() -> None:
+    async with server() as srv:
+        mux = Multiplexer(srv.url, **FAST)
+        stream = mux.stream_filter()
+        with pytest.raises(FatalConnectError):
+            async with mux:
+                srv.refuse(None, status=401)
+                srv.drop()
+                with anyio.fail_after(2), pytest.raises(FatalConnectError):
+                    await stream.receive()
+        assert srv.stats().handshakes == 2
+        assert mux.state == "failed"
+
+
+async def test_max_attempts_bounds_retries() -> None:
+    async with server() as srv:
+        srv.refuse(None, status=503)
+        mux = Multiplexer(srv.url, **(FAST | {"max_attempts": 3}))
+        with pytest.raises(RetriesExhausted):
+            async with mux:
+                pass
+        assert srv.stats().handshakes == 3
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "cap", "expected"), [(0.3, 300.0, 0.3), (30.0, 0.25, 0.25)]
+)
+async def test_429_honours_retry_after(retry_after: float, cap: float, expected: float) -> None:
+    async with server() as srv:
+        srv.refuse(1, status=429, retry_after=retry_after)
+        mux = Multiplexer(srv.url, **(FAST | {"retry_after_cap": cap}))
+        async with mux:
+            times = srv.handshake_times()
+            await mux.exit()
+    assert len(times) == 2
+    waited = times[1] - times[0]
+    assert expected - 0.005 <= waited <= expected + 0.15, waited
+
+
+# -- planned rotation --------------------------------------------------------------
+
+
+class Rotating(Multiplexer):
+    """Rotates its connection every 200 ms."""
+
+    async def _when2create_new_ws(self) -> None:
+        await anyio.sleep(0.2)
+
+
+class RotatingExactlyOnce(Rotating):
+    """... and drops the repeats of the overlap by ``seq``."""
+
+    def _message_id(self, msg: Any) -> Hashable | None:
+        return msg.get("seq") if isinstance(msg, dict) else None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dedupe", [True, False], ids=["message_id", "no_message_id"])
+async def test_rotation_every_200ms_under_a_broadcast(dedupe: bool) -> None:
+    rotations = 12
+    cls = RotatingExactlyOnce if dedupe else Rotating
+    async with server() as srv:
+        # A short drain without ids: the old link never goes quiet under a feed.
+        mux = cls(srv.url, **FAST, rotation_drain=0.5 if dedupe else 0.1)
+        everything = Recorder(mux.stream_filter(gaps="raise", maxsize=100_000))
+        sym1 = Recorder(mux.stream_filter({"s": "SYM1"}, gaps="raise", maxsize=100_000))
+        sync_seen: list[int] = []
+        async_seen: list[int] = []
+        mux.add_handler(lambda m: sync_seen.append(m["seq"]) if "seq" in m else None)
+
+        async def on_message(msg: dict[str, Any]) -> None:
+            if "seq" in msg:
+                async_seen.append(msg["seq"])
+
+        mux.add_handler(on_message, maxsize=100_000)
+        async with mux, anyio.create_task_group() as tg:
+            tg.start_soon(everything.run)
+            tg.start_soon(sym1.run)
+            await mux.subscribe("sym0@trade")  # replayed on each connection: replies have no seq
+            srv.start_feed(rate=3000, min_clients=1)
+            start = time.monotonic()
+            await wait_for(lambda: mux.stats().rotations >= rotations, 10, "rotations")
+            took = time.monotonic() - start
+            srv.stop_feed()
+            with anyio.fail_after(5):
+                last = await srv.wait_feed_done_async()
+            assert last == srv.last_seq
+
+            def complete() -> bool:
+                return all(len(set(seen)) == last for seen in (everything.seqs, async_seen))
+
+            await wait_for(complete, what="every message")
+            stats = mux.stats()
+            await mux.exit()
+    assert last > 3000 * 0.2 * rotations * 0.8
+    assert (stats.disconnects, stats.reconnects, stats.stale) == (0, 0, 0)
+    assert stats.connects - stats.rotations in (1, 2)  # 2: the next rotation had begun
+    everyone = (everything.seqs, sync_seen, async_seen)
+    assert everything.gaps == sym1.gaps == 0, "a planned rotation raised ConnectionGap"
+    expected = list(range(1, last + 1))
+    syms = dict(zip(everything.seqs, everything.symbols, strict=True))
+    if dedupe:
+        # Exactly once, in order, for every consumer.
+        for seen in everyone:
+            assert seen == expected
+        assert sym1.seqs == [s for s in expected if syms[s] == "SYM1"]
+        assert stats.duplicates > 0  # the overlap was real, and dropped
+        # The old link is caught up at once, not drained for rotation_drain.
+        assert took < rotations * (0.2 + 0.15), f"{rotations} rotations took {took:.2f}s"
+    else:
+        # None missing (the overlap repeats some).
+        for seen in everyone:
+            assert set(seen) == set(expected)
+        assert set(sym1.seqs) == {s for s in expected if syms[s] == "SYM1"}
+        assert stats.duplicates == 0
+
+
+# -- a slow consumer beside a fast one ------------------------------------------------
+
+
+async def test_slow_consumer_lags_alone() -> None:
+    total = 20_000
+    async with server() as srv:
+        mux = Multiplexer(srv.url, **FAST)
+        fast = Recorder(mux.stream_filter(), name="fast")
+        slow = Recorder(mux.stream_filter(maxsize=100, overflow="lag"), delay=0.001, name="slow")
+        async with mux, anyio.create_task_group() as tg:
+            tg.start_soon(fast.run)
+            tg.start_soon(slow.run)
+            srv.start_feed(count=total, min_clients=1)
+            await wait_for(lambda: fast.last == total, 10, "the fast consumer")
+            slow.delay = 0.0
+            await wait_for(lambda: slow.last == total, 2, "the slow consumer")
+            stats = mux.stats()
+            slow_stats = slow.stream.statistics()
+            fast_stats = fast.stream.statistics()
+            await mux.exit()
+    assert fast.seqs == list(range(1, total + 1)) and fast.lag_events == 0
+    assert fast_stats.dropped == 0 and fast_stats.delivered == total
+    # The slow one lost messages, was told how many, and the counts add up.
+    assert slow.lag_events > 0
+    assert slow.lagged == slow_stats.dropped == stats.drops
+    assert slow.count + slow.lagged == total
+    assert slow_stats.delivered == slow.count and slow_stats.buffered == 0
+    assert slow_stats.peak == 100
+    seqs = slow.seqs
+    assert seqs == sorted(set(seqs)) and seqs[-1] == total  # in order, no repeats
+
+
+# -- bad input ----------------------------------------------------------------------
+
+
+async def test_garbage_frames_are_counted_and_skipped() -> None:
+    total = 5000
+    async with server(seed=3) as srv:
+        mux = Multiplexer(srv.url, **FAST)
+        rec = Recorder(mux.stream_filter(gaps="raise", maxsize=10_000))
+        async with mux, anyio.create_task_group() as tg:
+            tg.start_soon(rec.run)
+            srv.start_feed(count=total, garbage_ratio=0.1, min_clients=1)
+            with anyio.fail_after(5):
+                await srv.wait_feed_done_async()
+            await wait_for(lambda: rec.last == total, what="the last message")
+            stats = mux.stats()
+            garbage = srv.stats().garbage_sent
+            await mux.exit()
+    assert 0.07 * total < garbage < 0.13 * total
+    assert rec.seqs == list(range(1, total + 1)) and rec.gaps == 0
+    assert stats.parse_errors == garbage
+    assert stats.messages == total + garbage
+    assert (stats.disconnects, stats.reconnects) == (0, 0)
+
+
+async def test_oversized_frame_triggers_one_counted_reconnect() -> None:
+    async with server() as srv:
+        mux = Multiplexer(srv.url, **(FAST | {"max_size": 4096}))
+        rec = Recorder(mux.stream_filter(gaps="raise"))
+        async with mux, anyio.create_task_group() as tg:
+            tg.start_soon(rec.run)
+            srv.start_feed(rate=2000, min_clients=1)
+            await wait_for(lambda: rec.count >= 10, what="first messages")
+            srv.send_garbage("oversize", size=4097)
+            await wait_for(lambda: rec.gaps == 1 and len(rec.segments[-1]) >= 10, what="recovery")
+            stats = mux.stats()
+            await mux.exit()
+    assert (stats.disconnects, stats.reconnects, stats.connects) == (1, 1, 2)
+    assert stats.parse_errors == 0
+    assert "1009" in str(stats.last_disconnect), stats.last_disconnect
+    assert srv.record(1).close_code == 1009
+    assert all(contiguous(seg) for seg in rec.segments)
+
+
+async def test_a_handler_raising_on_every_message_disturbs_nobody() -> None:
+    total = 2000
+    async with server() as srv:
+        mux = Multiplexer(srv.url, **FAST)
+        rec = Recorder(mux.stream_filter())
+        calls = {"sync": 0, "async": 0}
+
+        def bad_sync(msg: Any) -> None:
+            calls["sync"] += 1
+            raise ValueError("sync handler bug")
+
+        async def bad_async(msg: Any) -> None:
+            calls["async"] += 1
+            raise RuntimeError("async handler bug")
+
+        good: list[int] = []
+        mux.add_handler(bad_sync)
+        mux.add_handler(bad_async, maxsize=10_000)
+        mux.add_handler(lambda m: good.append(m["seq"]))
+        async with mux, anyio.create_task_group() as tg:
+            tg.start_soon(rec.run)
+            srv.start_feed(count=total, min_clients=1)
+            await wait_for(lambda: rec.last == total and calls["async"] == total, what="all")
+            stats = mux.stats()
+            await mux.exit()
+    assert rec.seqs == good == list(range(1, total + 1))
+    assert calls == {"sync": total, "async": total}
+    assert stats.handler_errors == 2 * total
+    assert (stats.disconnects, stats.drops, mux.state) == (0, 0, "closed")
+
+
+# -- exit() from anywhere ---------------------------------------------------------------
+
+
+class RotateOnce(Multiplexer):
+    """Asks for a rotation 50 ms after the first connection opens."""
+
+    rotated = False
+
+    async def _when2create_new_ws(self) -> None:
+        if self.rotated:
+            await anyio.sleep_forever()
+        self.rotated = True
+        await anyio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    "when", ["connecting", "backoff", "reconnect_backoff", "rotating", "handler"]
+)
+async def test_exit_returns_promptly_and_leaves_nothing(when: str) -> None:
+    baseline = live_tasks()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with server() as srv:
+            slow_backoff = {"backoff_base": 5.0, "backoff_cap": 10.0}
+            cls = RotateOnce if when == "rotating" else Multiplexer
+            mux = cls(srv.url, **(FAST | slow_backoff))
+            stream = mux.stream_filter()
+            exited = anyio.Event()
+            took: list[float] = []
+            errors: list[BaseException] = []
+
+            async def exit_from_handler(msg: Any) -> None:
+                if msg.get("seq") == 5:
+                    start = time.monotonic()
+                    await mux.exit()
+                    took.append(time.monotonic() - start)
+                    exited.set()
+
+            if when == "handler":
+                mux.add_handler(exit_from_handler)
+            if when == "connecting":
+                srv.delay_handshake(5.0)
+            elif when == "backoff":
+                srv.refuse(None, status=503)
+
+            async def run() -> None:
+                try:
+                    await mux.run()
+                except Exception as exc:
+                    errors.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run)
+                with anyio.fail_after(5):
+                    if when in ("connecting", "backoff"):
+                        await srv.wait_until_async(lambda: srv.stats().faults)
+                        await wait_for(lambda: mux.state == "connecting")
+                    elif when == "reconnect_backoff":
+                        await mux.wait_connected()
+                        srv.drop()  # the first delay is a backoff: uptime < reset_after
+                        await wait_for(lambda: mux.state == "reconnecting")
+                    elif when == "rotating":
+                        await mux.wait_connected()
+                        srv.delay_handshake(5.0)
+                        await wait_for(lambda: mux.state == "rotating")
+                        await srv.wait_until_async(lambda: srv.stats().handshakes == 2)
+                    else:
+                        srv.start_feed(rate=1000, min_clients=1)
+                        await exited.wait()
+                if when != "handler":
+                    start = time.monotonic()
+                    await mux.exit()
+                    took.append(time.monotonic() - start)
+            assert took[0] < 1.0, f"exit() took {took[0]:.2f}s"
+            assert errors == [] and mux.state == "closed"
+            with anyio.fail_after(1), pytest.raises(StopAsyncIteration):
+                while True:  # the stream ends (after what it buffered)
+                    await stream.__anext__()
+            await wait_for(
+                lambda: srv.stats().open == 0, 2, "the server to see every socket closed"
+            )
+        assert await settle_tasks(baseline) == baseline
+        gc.collect()
+    leaks = [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not leaks, [str(w.message) for w in leaks]
+
+
+# -- fuzz: parse + match + deliver --------------------------------------------------------
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.sampled_from([0.0, 1.0, 2.5]),
+    st.sampled_from(["a", "b", "BTC", ""]),
+)
+keys = st.sampled_from(["e", "s", "p", "x", "o"])
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(keys, inner, max_size=3)),
+    max_leaves=6,
+)
+messages = st.dictionaries(keys, values, max_size=5)
+filter_values = st.one_of(scalars, st.dictionaries(keys, scalars, min_size=1, max_size=2))
+filters = st.one_of(
+    st.none(),
+    st.just([]),
+    st.dictionaries(keys, filter_values, min_size=1, max_size=3),
+    st.lists(st.dictionaries(keys, filter_values, min_size=1, max_size=2), min_size=1, max_size=3),
+)
+frames = st.one_of(
+    messages.map(lambda m: ("msg", m)),
+    st.one_of(
+        st.binary(max_size=20), st.sampled_from([b"not json", b'{"e":', b"]]", b"\xff\xfe"])
+    ).map(lambda raw: ("raw", raw)),
+    st.lists(scalars, max_size=3).map(lambda m: ("msg", m)),
+)
+policies = st.sampled_from(["lag", "drop_oldest", "drop_newest", "block"])
+subscribers = st.lists(st.tuples(filters, st.integers(1, 8), policies), min_size=1, max_size=5)
+
+
+def parse(raw: bytes) -> Any:
+    """The supervisor's default parse step."""
+    return orjson.loads(raw)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(subs=subscribers, wire=st.lists(frames, max_size=40))
+async def test_fuzz_parse_match_deliver_accounting(
+    subs: list[tuple[Any, int, str]], wire: list[tuple[str, Any]]
+) -> None:
+    hub = Hub()
+    streams = [hub.open_stream(f, maxsize=n, overflow=p) for f, n, p in subs]  # type: ignore[arg-type]
+    matched = [0] * len(streams)
+    parse_errors = expected_errors = 0
+    for kind, payload in wire:
+        raw = orjson.dumps(payload) if kind == "msg" else payload
+        try:
+            msg = parse(raw)
+        except orjson.JSONDecodeError:
+            parse_errors += 1
+            continue
+        if not isinstance(msg, dict | list):
+            msg = {"x": msg}  # a bare scalar that happened to be valid JSON
+        if kind == "raw":
+            expected_errors -= 1
+        hub.publish(msg)
+        for i, (f, _, _) in enumerate(subs):
+            matched[i] += reference_match(f, msg) if isinstance(msg, dict) else f in (None, [])
+    expected_errors += sum(kind == "raw" for kind, _ in wire)
+    assert parse_errors == expected_errors
+    for stream, (_, maxsize, policy), n in zip(streams, subs, matched, strict=True):
+        got = lagged = 0
+        while True:
+            try:
+                stream.receive_nowait()
+                got += 1
+            except StreamLagged as exc:
+                lagged += exc.count
+            except anyio.WouldBlock:
+                break
+        stats = stream.statistics()
+        # The accounting invariant: every matched message delivered or dropped.
+        assert stats.delivered + stats.dropped == n == got + stats.dropped
+        assert stats.buffered == 0 and stats.peak <= max(maxsize, n if policy == "block" else 0)
+        if policy == "lag":
+            assert lagged == stats.dropped
+        else:
+            assert lagged == 0
+        if policy == "block":
+            assert stats.dropped == 0
+        else:
+            assert got == min(n, maxsize) if n else got == 0
+    assert hub.dropped() == sum(s.statistics().dropped for s in streams)
+
+
+@pytest.mark.parametrize("when", ["connecting", "open", "reconnect_backoff"])
+async def test_cancelling_the_task_that_runs_the_multiplexer(when: str) -> None:
+    baseline = live_tasks()
+    async with server() as srv:
+        mux = Multiplexer(srv.url, **(FAST | {"backoff_base": 5.0, "backoff_cap": 10.0}))
+        if when == "connecting":
+            srv.delay_handshake(5.0)
+        start = time.monotonic()
+        with anyio.fail_after(3):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(mux.run)
+                if when == "connecting":
+                    await srv.wait_until_async(lambda: srv.stats().faults)
+                else:
+                    await mux.wait_connected()
+                if when == "reconnect_backoff":
+                    srv.drop()
+                    await wait_for(lambda: mux.state == "reconnecting")
+                tg.cancel_scope.cancel()
+        assert time.monotonic() - start < 1.5
+        assert mux.state == "closed"
+        await wait_for(lambda: srv.stats().open == 0, 2, "every socket closed")
+    assert await settle_tasks(baseline) == baseline
