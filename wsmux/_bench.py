@@ -21,6 +21,7 @@ fresh interpreter so that freed memory of earlier scenarios cannot hide it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -30,8 +31,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import anyio
 import orjson
@@ -44,6 +45,8 @@ from ._stream import Stream
 __all__ = ["BenchResult", "ScenarioResult", "Target", "add_parser", "print_table", "run_bench"]
 
 _MB = 1024 * 1024
+
+T = TypeVar("T")
 
 #: (name, label, streams, symbols, fraction of the burst)
 _SCENARIOS: list[tuple[str, str, int, int, int]] = [
@@ -173,6 +176,20 @@ def _peak_rss() -> int:
     except OSError:
         pass
     return _rss()
+
+
+def _run_async(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine function on a fresh asyncio loop.
+
+    Not ``anyio.run``: asyncio's runner turns Ctrl-C into a cancellation that
+    a task may absorb; on a bare loop it raises KeyboardInterrupt at once, so
+    the bench stops and its ``finally`` stops the feed server.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(fn())
+    finally:
+        loop.close()
 
 
 # -- the feed server ---------------------------------------------------------
@@ -329,7 +346,7 @@ def _run_throughput(
                 await one(name, record=True)
             progress(f"repetition {rep + 1}/{repeat}: " + _brief(results))
 
-    anyio.run(main, backend="asyncio")
+    _run_async(main)
     base = results["baseline"]
     for res in results.values():
         res.median = statistics.median(res.rates)
@@ -389,7 +406,7 @@ def _run_latency(
                 got = await fn(url)
                 samples[name].extend(got[len(got) // 4 :])
 
-    anyio.run(main, backend="asyncio")
+    _run_async(main)
     out: dict[str, dict[str, float]] = {}
     for name, values in samples.items():
         values.sort()
