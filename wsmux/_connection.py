@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import websockets.exceptions as wse
 
+from ._backend import current_backend
 from ._exceptions import FatalConnectError
 from ._log import redact_url
 
@@ -30,19 +30,6 @@ __all__ = [
     "default_connect",
     "scrub",
 ]
-
-
-def current_backend() -> str:
-    """Return ``"trio"`` when running under trio, else ``"asyncio"``."""
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            trio.lowlevel.current_task()
-        except RuntimeError:
-            pass
-        else:
-            return "trio"
-    return "asyncio"
 
 
 @runtime_checkable

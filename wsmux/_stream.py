@@ -20,13 +20,8 @@ from typing import Any, Final, Literal, NamedTuple, Protocol, TypeAlias
 import anyio
 import anyio.lowlevel
 
+from ._backend import current_backend
 from ._exceptions import ConnectionGap, StreamClosed, StreamLagged
-
-_current_library: Callable[[], str] | None
-try:
-    from sniffio import current_async_library as _current_library
-except ImportError:  # anyio then supports asyncio alone, as anyio itself assumes
-    _current_library = None
 
 __all__ = ["CHECKPOINT_EVERY", "GAP", "Overflow", "Stream", "StreamStatistics"]
 
@@ -50,27 +45,16 @@ GAP: Final = _Gap()
 _OPEN, _ENDED, _CLOSED = 0, 1, 2
 
 
-class _Waker(asyncio.Future[None]):
-    """What a consumer waits on under asyncio; the hub's ``set()`` wakes it.
-
-    A bare future: ``anyio.Event`` wraps an ``asyncio.Event``, which makes a
-    future of its own for every wait, and a consumer of a quiet stream waits
-    once per message.
-    """
-
-    __slots__ = ()
-
-    def set(self) -> None:
-        """Wake the waiting consumer; harmless once done or cancelled."""
-        if not self.done():
-            self.set_result(None)
+_Future = asyncio.Future
 
 
-def _on_asyncio() -> bool:
-    """Tell whether the running task is an asyncio one (as anyio decides it)."""
-    if _current_library is not None:
-        return _current_library() == "asyncio"
-    return True
+def _set(event: Any) -> None:
+    """Wake a consumer waiting on an asyncio future or an anyio.Event."""
+    if event.__class__ is _Future:
+        if not event.done():  # done: the wait was cancelled
+            event.set_result(None)
+    else:
+        event.set()
 
 
 class _Owner(Protocol):
@@ -121,6 +105,7 @@ class Stream:
         "_event",
         "_gap_pending",
         "_high",
+        "_loop",
         "_lost",
         "_maxsize",
         "_multi",
@@ -162,7 +147,8 @@ class Stream:
         self._high = max(1, maxsize // 2)
         self._step = max(1, min(CHECKPOINT_EVERY // 2, (maxsize - self._high) // 4))
         self._block_at = maxsize if overflow == "block" else sys.maxsize
-        self._event: anyio.Event | _Waker | None = None
+        self._event: Any = None  # an asyncio future or an anyio.Event
+        self._loop: Any = None  # the consumer's asyncio loop, False under trio
         self._space: anyio.Event | None = None
         self._state = _OPEN
         self._error: BaseException | None = None
@@ -215,7 +201,11 @@ class Stream:
         event = self._event
         if event is not None:
             self._event = None
-            event.set()
+            if event.__class__ is _Future:
+                if not event.done():
+                    event.set_result(None)
+            else:
+                event.set()
 
     def _mark_gap(self) -> None:
         if self._state == _OPEN and self.gaps == "raise":
@@ -229,11 +219,12 @@ class Stream:
             self._wake()
 
     def _wake(self) -> None:
-        for attr in ("_event", "_space"):
-            event = getattr(self, attr)
-            if event is not None:
-                setattr(self, attr, None)
-                event.set()
+        event, space = self._event, self._space
+        self._event = self._space = None
+        if event is not None:
+            _set(event)
+        if space is not None:
+            space.set()
 
     async def _wait_space(self) -> None:
         """Wait until a ``block`` stream is below its maxsize (or done)."""
@@ -300,37 +291,56 @@ class Stream:
         self._reads += 1
         if not self._reads % CHECKPOINT_EVERY:
             await anyio.lowlevel.checkpoint()
-        while not self._buf and self._state == _OPEN and not self._lost and not self._gap_pending:
-            if _on_asyncio():
-                waker = self._event
-                if not isinstance(waker, _Waker) or waker.done():  # done: a cancelled wait
-                    waker = self._event = _Waker(loop=asyncio.get_running_loop())
-                await waker
-            else:
-                event = self._event
-                if not isinstance(event, anyio.Event):
-                    event = self._event = anyio.Event()
-                await event.wait()
+        while not self._buf and not self._state and not self._lost and not self._gap_pending:
+            await self._wait()
         return self.receive_nowait()
+
+    async def _wait(self) -> None:
+        """Wait until ``_put`` or ``_wake`` is called (or a spurious wake)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = (
+                asyncio.get_running_loop() if current_backend() == "asyncio" else False
+            )
+        if loop is False:
+            event = self._event
+            if event is None:
+                event = self._event = anyio.Event()
+            await event.wait()
+            return
+        fut = self._event
+        if fut is None or fut.done():
+            fut = self._event = loop.create_future()
+        try:
+            await fut
+        except BaseException:
+            if self._event is fut:
+                self._event = None
+            raise
 
     def __aiter__(self) -> Stream:
         return self
 
     async def __anext__(self) -> Any:
-        # Fast path: a buffered message, nothing to report.
         buf = self._buf
         self._reads += 1
         if not self._reads % CHECKPOINT_EVERY:
             await anyio.lowlevel.checkpoint()
-        if buf and not self._lost and not self._gap_pending and self._space is None:
-            msg = buf.popleft()
-            if msg is not GAP:
-                self._delivered += 1
-                return msg
-            buf.appendleft(msg)
-        self._reads -= 1
+        while True:
+            # Fast path: a buffered message and nothing to report.
+            if buf:
+                if not self._lost and not self._gap_pending and self._space is None:
+                    msg = buf.popleft()
+                    if msg is not GAP:
+                        self._delivered += 1
+                        return msg
+                    buf.appendleft(msg)
+                break
+            if self._state or self._lost or self._gap_pending:
+                break
+            await self._wait()
         try:
-            return await self.receive()
+            return self.receive_nowait()
         except (anyio.EndOfStream, StreamClosed):
             raise StopAsyncIteration from None
 
