@@ -290,6 +290,8 @@ class Hub:
         index = self._index
         for target in index.catch_all:
             target._put(msg)
+        if not index.keys and not index.scan:
+            return self._pressure
         get: Callable[[str, Any], Any]
         if msg.__class__ is dict or isinstance(msg, Mapping):
             get = msg.get

@@ -61,7 +61,11 @@ class Multiplexer(Messaging):
         url: The websocket URL, used by the default ``_create_ws``.
 
     Keyword Args:
-        connect_options: Extra keyword arguments for websockets' ``connect``.
+        transport: ``"websockets"`` (default, asyncio and trio) or
+            ``"picows"``: the fast transport of ``pip install 'wsmux[fast]'``,
+            asyncio only (under trio, starting fails with FatalConnectError).
+        connect_options: Extra keyword arguments for websockets' ``connect``
+            (for picows' ``ws_connect`` with ``transport="picows"``).
         max_size: Largest inbound message in bytes; a larger one closes the
             connection (counted, then reconnected). None for no limit.
         ping_interval: Seconds between keepalive pings (websockets').
@@ -95,7 +99,8 @@ class Multiplexer(Messaging):
             what is buffered for them.
 
     Raises:
-        ValueError: An option is out of range.
+        ValueError: An option is out of range, or ``transport`` is unknown.
+        ImportError: ``transport="picows"`` and picows is not installed.
     """
 
     def __init__(
@@ -103,6 +108,7 @@ class Multiplexer(Messaging):
         url: str | None = None,
         *,
         # connection
+        transport: Literal["websockets", "picows"] = "websockets",
         connect_options: dict[str, Any] | None = None,
         max_size: int | None = 2**20,
         ping_interval: float | None = 20.0,
@@ -150,6 +156,12 @@ class Multiplexer(Messaging):
             raise ValueError(f"rotation_drain must be >= 0, not {rotation_drain!r}")
         if not (backoff_base > 0 and backoff_cap >= backoff_base):
             raise ValueError("backoff_base must be > 0 and backoff_cap >= backoff_base")
+        if transport == "picows":
+            from ._picows import require_picows
+
+            require_picows()
+        elif transport != "websockets":
+            raise ValueError(f"transport must be 'websockets' or 'picows', not {transport!r}")
         self.url = url
         self._redacted = redact_url(url) if url is not None else "<custom _create_ws>"
         self._options = Options(
@@ -171,6 +183,7 @@ class Multiplexer(Messaging):
             id_key=id_key,
             subscribe_chunk=subscribe_chunk,
             reconnect_args=tuple(reconnect_args),
+            transport=transport,
         )
         self._rate = RateLimiter(*send_rate) if send_rate is not None else None
         self._callbacks = {"disconnect_fn": disconnect_fn, "reconnect_fn": reconnect_fn}
@@ -185,8 +198,6 @@ class Multiplexer(Messaging):
                 "disconnects",
                 "connect_errors",
                 "connect_attempts",
-                "messages",
-                "bytes",
                 "parse_errors",
                 "duplicates",
                 "stale",
@@ -224,6 +235,18 @@ class Multiplexer(Messaging):
         if self.url is None:
             raise ValueError("no url: pass one to Multiplexer() or override _create_ws")
         opts = self._options
+        if opts.transport == "picows":
+            from ._picows import picows_connect
+
+            return await picows_connect(
+                self.url,
+                max_size=opts.max_size,
+                ping_interval=opts.ping_interval,
+                ping_timeout=opts.ping_timeout,
+                open_timeout=opts.open_timeout,
+                close_timeout=opts.close_timeout,
+                **opts.connect_options,
+            )
         options: dict[str, Any] = {
             "max_size": opts.max_size,
             "ping_interval": opts.ping_interval,
@@ -515,6 +538,11 @@ class Multiplexer(Messaging):
         """
         c = self._counters
         hub = self._hub
+        messages = nbytes = 0
+        if self._sup is not None:
+            sup = self._sup
+            messages = sup.retired_messages + sum(link.received for link in sup.reading)
+            nbytes = sup.retired_bytes + sum(link.nbytes for link in sup.reading)
         return MultiplexerStats(
             state=self._state,
             connects=c["connects"],
@@ -522,8 +550,8 @@ class Multiplexer(Messaging):
             rotations=c["rotations"],
             disconnects=c["disconnects"],
             connect_errors=c["connect_errors"],
-            messages=c["messages"],
-            bytes=c["bytes"],
+            messages=messages,
+            bytes=nbytes,
             parse_errors=c["parse_errors"],
             handler_errors=hub.handler_errors,
             filter_errors=hub.filter_errors,

@@ -66,6 +66,7 @@ class _Link:
         "holder_scope",
         "id",
         "mode",
+        "nbytes",
         "opened_at",
         "reader_scope",
         "received",
@@ -81,6 +82,7 @@ class _Link:
         self.held: list[Any] = []
         self.first_id: Hashable | None = None
         self.received = 0
+        self.nbytes = 0
         self.opened_at = 0.0
         self.error: BaseException | None = None
         self.stale = False
@@ -110,6 +112,10 @@ class Supervisor:
         self._overlap_ids: set[Hashable] | None = None
         self._rotating_to: _Link | None = None
         self._rotating_from: _Link | None = None
+        #: Links whose reader runs; totals of those whose reader ended.
+        self.reading: set[_Link] = set()
+        self.retired_messages = 0
+        self.retired_bytes = 0
         self._caught_up = anyio.Event()
         self._parse_log = RateLimitedLog(logging.WARNING)
         self._message_id: Callable[[Any], Hashable | None] | None = (
@@ -264,6 +270,7 @@ class Supervisor:
     # -- reading -------------------------------------------------------------
 
     def _start_reader(self, link: _Link) -> None:
+        self.reading.add(link)
         self.tg.start_soon(self._read, link, name=f"wsmux reader {link.id}")
         if self.mux._options.stale_after:
             self.tg.start_soon(self._watch_stale, link, name=f"wsmux stale watch {link.id}")
@@ -292,8 +299,7 @@ class Supervisor:
                     raw = await recv()
                     mux._last_message_at = wall()
                     link.received += 1
-                    counters["messages"] += 1
-                    counters["bytes"] += len(raw)
+                    link.nbytes += len(raw)
                     try:
                         msg = await async_parse(raw) if async_parse else parse(raw)
                     except Exception as exc:
@@ -309,6 +315,9 @@ class Supervisor:
         except Exception as exc:
             link.error = exc
         finally:
+            self.reading.discard(link)
+            self.retired_messages += link.received
+            self.retired_bytes += link.nbytes
             link.done.set()
 
     def _divert(self, link: _Link, msg: Any) -> bool:
