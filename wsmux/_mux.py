@@ -15,7 +15,7 @@ import orjson
 
 from ._connection import Connection, ScrubbingLogger, default_connect
 from ._exceptions import MultiplexerClosed, NotConnected
-from ._hub import Handler, Hub
+from ._hub import Handler, Hub, _is_async
 from ._log import log, redact_url
 from ._match import Filters, compile_filters
 from ._messaging import Messaging
@@ -711,9 +711,3 @@ class _OwnTask:
 
     def __repr__(self) -> str:
         return str(getattr(self.fn, "__qualname__", repr(self.fn)))
-
-
-def _is_async(fn: Any) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004
-    )

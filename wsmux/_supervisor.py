@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -147,21 +147,13 @@ class Supervisor:
 
     async def _wait_for_event(self, link: _Link) -> None:
         """Return when the link died or its rotation is due."""
-        async with anyio.create_task_group() as tg:
+        await _race(self._rotation_due, link.done.wait)
 
-            async def rotation_due() -> None:
-                try:
-                    await self.mux._when2create_new_ws()
-                except Exception as exc:
-                    log.info("_when2create_new_ws raised %r: rotating now", exc)
-                tg.cancel_scope.cancel()
-
-            async def died() -> None:
-                await link.done.wait()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(rotation_due, name="wsmux rotation timer")
-            tg.start_soon(died, name="wsmux link watch")
+    async def _rotation_due(self) -> None:
+        try:
+            await self.mux._when2create_new_ws()
+        except Exception as exc:
+            log.info("_when2create_new_ws raised %r: rotating now", exc)
 
     # -- opening -------------------------------------------------------------
 
@@ -398,34 +390,27 @@ class Supervisor:
         self._caught_up = anyio.Event()
         old.mode = _DRAIN
         new: _Link | None = None
+
+        async def attempt() -> None:
+            nonlocal new
+            if self._overlap_ids is not None:
+                self._overlap_ids.clear()  # only this attempt's overlap matters
+            try:
+                new = await self._open()
+            except Exception as exc:
+                failure = classify(exc, mux.url)
+                delay = self.backoff.next()
+                log.warning(
+                    "rotation: opening the next connection failed (%s);"
+                    " still serving on the old one, retrying in %.2fs",
+                    failure.reason,
+                    delay,
+                )
+                mux._counters["connect_errors"] += 1
+                await anyio.sleep(delay)
+
         while new is None:
-            async with anyio.create_task_group() as tg:
-
-                async def attempt() -> None:
-                    nonlocal new
-                    if self._overlap_ids is not None:
-                        self._overlap_ids.clear()  # only this attempt's overlap matters
-                    try:
-                        new = await self._open()
-                    except Exception as exc:
-                        failure = classify(exc, mux.url)
-                        delay = self.backoff.next()
-                        log.warning(
-                            "rotation: opening the next connection failed (%s);"
-                            " still serving on the old one, retrying in %.2fs",
-                            failure.reason,
-                            delay,
-                        )
-                        mux._counters["connect_errors"] += 1
-                        await anyio.sleep(delay)
-                    tg.cancel_scope.cancel()
-
-                async def old_died() -> None:
-                    await old.done.wait()
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(attempt, name="wsmux rotation attempt")
-                tg.start_soon(old_died, name="wsmux rotation watch")
+            await _race(attempt, old.done.wait)
             if new is None and old.done.is_set():
                 self._overlap_ids = self._rotating_from = None
                 return await self._recover(old)
@@ -459,23 +444,15 @@ class Supervisor:
         """Keep publishing the old link until it caught up, died or went quiet."""
         opts = self.mux._options
         grace = min(0.05, opts.rotation_drain)
+
+        async def quiet() -> None:
+            seen = -1
+            while old.received != seen:
+                seen = old.received
+                await anyio.sleep(grace)
+
         with anyio.move_on_after(opts.rotation_drain):
-            async with anyio.create_task_group() as tg:
-
-                async def until(event: anyio.Event) -> None:
-                    await event.wait()
-                    tg.cancel_scope.cancel()
-
-                async def quiet() -> None:
-                    seen = -1
-                    while old.received != seen:
-                        seen = old.received
-                        await anyio.sleep(grace)
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(until, old.done)
-                tg.start_soon(until, self._caught_up)
-                tg.start_soon(quiet)
+            await _race(old.done.wait, self._caught_up.wait, quiet)
 
     async def _recover(self, old: _Link) -> _Link:
         """Unplanned loss: gap, callbacks, backoff, reconnect."""
@@ -501,6 +478,18 @@ class Supervisor:
         mux._counters["reconnects"] += 1
         mux._in_background(mux._call_back, "reconnect_fn", mux._options.reconnect_args)
         return link
+
+
+async def _race(*fns: Callable[[], Awaitable[object]]) -> None:
+    """Run the functions concurrently; return as soon as one of them returns."""
+    async with anyio.create_task_group() as tg:
+
+        async def run(fn: Callable[[], Awaitable[object]]) -> None:
+            await fn()
+            tg.cancel_scope.cancel()
+
+        for fn in fns:
+            tg.start_soon(run, fn, name=f"wsmux {getattr(fn, '__name__', 'wait')}")
 
 
 def _describe(exc: BaseException | None) -> str:
