@@ -593,7 +593,7 @@ class MuxThread:
             raise TypeError(f"handler must be callable, not {type(fn).__name__}")
         if fn in self._handlers:
             raise ValueError(f"{fn!r} is already a handler")
-        from ._mux import _is_async
+        from ._hub import _is_async
 
         if inline or _is_async(fn):
             self._run_sync(
