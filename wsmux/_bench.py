@@ -9,7 +9,9 @@ read the same bursts through a multiplexer:
 * ``b`` and ``c``: 1,000 and 10,000 streams, each filtering its own symbol,
   each read by its own task (every message goes to exactly one consumer);
 * ``d``: 100 catch-all streams on a tenth of the burst (true broadcast);
-* ``e``: one async handler.
+* ``e``: one async handler;
+* ``f``: ``a`` on the picows transport (``wsmux[fast]``); only when asked
+  for, with ``--scenarios``.
 
 Repetitions are interleaved (baseline, a, b, ... then again) so that drift
 of the machine hits every scenario alike; the median is reported, and the
@@ -56,7 +58,11 @@ _SCENARIOS: list[tuple[str, str, int, int, int]] = [
     ("c", "(c) 10,000 symbol streams", 10_000, 10_000, 1),
     ("d", "(d) 100 catch-all streams", 100, 1, 10),
     ("e", "(e) 1 async handler", 0, 1, 1),
+    ("f", "(f) (a) with transport=picows", 1, 1, 1),
 ]
+
+#: Scenarios run when none are named: ``f`` needs the optional picows.
+_DEFAULT = ["baseline", "a", "b", "c", "d", "e"]
 
 
 @dataclasses.dataclass
@@ -262,7 +268,7 @@ async def _drain(stream: Stream, expected: int, lost: list[int]) -> int:
 
 async def _wsmux(url: str, name: str, n: int, streams: int) -> tuple[float, int]:
     """One repetition of a wsmux scenario; returns (seconds, deliveries)."""
-    mux = Multiplexer(url)
+    mux = Multiplexer(url, transport="picows" if name == "f" else "websockets")
     lost = [0]
     plan: list[tuple[Stream, int]] = []
     done = anyio.Event()
@@ -589,14 +595,17 @@ def _targets(
                 delta <= 50,
             )
         )
-    out.append(
-        Target(
-            "stretch: (a) over picows vs baseline",
-            ">= 2.50x baseline",
-            "not measured: no picows transport yet",
-            None,
+    if "f" in scen:
+        ratio("f", 2.50, "stretch: (a) on picows vs baseline")
+    else:
+        out.append(
+            Target(
+                "stretch: (a) on picows vs baseline",
+                ">= 2.50x baseline",
+                "not run (add f to --scenarios; needs wsmux[fast])",
+                None,
+            )
         )
-    )
     return out
 
 
@@ -617,7 +626,8 @@ def run_bench(
         repeat: Timed repetitions per scenario, after one warm-up.
         quick: A tiny run for tests: few messages, one repetition, small
             latency and memory probes. Overrides ``messages`` and ``repeat``.
-        scenarios: Names to run (default: all). The baseline always runs.
+        scenarios: Names to run (default: ``a`` to ``e``; ``f`` needs
+            picows). The baseline always runs.
         latency: Measure the paced-feed latency.
         memory: Measure idle streams and a stalled consumer.
         progress: Called with one line per step (default: stderr).
@@ -626,7 +636,9 @@ def run_bench(
         The measurements and the targets, met or missed.
 
     Raises:
-        ValueError: ``messages`` or ``repeat`` is below 1.
+        ValueError: ``messages`` or ``repeat`` is below 1, or a scenario is
+            unknown.
+        ImportError: ``f`` was asked for and picows is not installed.
         RuntimeError: The feed server could not start.
     """
     if messages < 1 or repeat < 1:
@@ -640,7 +652,10 @@ def run_bench(
     began = time.perf_counter()
     if quick:
         messages, repeat = 2000, 1
-    names = scenarios or [s[0] for s in _SCENARIOS]
+    names = scenarios or _DEFAULT
+    unknown = sorted(set(names) - {s[0] for s in _SCENARIOS})
+    if unknown:
+        raise ValueError(f"unknown scenario(s): {', '.join(unknown)}")
     names = ["baseline", *[x for x in names if x != "baseline"]]
     lat: dict[str, dict[str, float]] = {}
     with _feed_server() as port:
@@ -762,7 +777,7 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions")
     parser.add_argument("--quick", action="store_true", help="a tiny run (for tests)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--scenarios", help="comma-separated subset of a,b,c,d,e")
+    parser.add_argument("--scenarios", help="comma-separated subset of a,b,c,d,e,f (f: picows)")
     parser.add_argument("--no-latency", action="store_true", help="skip the latency probe")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probe")
     parser.set_defaults(func=_main)

@@ -30,6 +30,7 @@ class Options:
     id_key: str
     subscribe_chunk: int
     reconnect_args: tuple[Any, ...]
+    transport: str = "websockets"
 
 
 class MultiplexerStats(NamedTuple):

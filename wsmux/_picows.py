@@ -1,0 +1,389 @@
+"""The optional fast transport: a :class:`Connection` on picows (asyncio only).
+
+picows parses frames in C and hands each one to a listener callback, with no
+task switch per frame. :class:`PicowsConnection` keeps complete messages in a
+deque: ``recv()`` pops one at once while any are buffered, and otherwise waits
+on a single future that the next batch of frames resolves. Reading is paused
+while too many messages are buffered, as websockets' ``max_queue`` does.
+
+Errors look like websockets' own, so that the supervisor treats both alike:
+a lost connection raises :class:`websockets.exceptions.ConnectionClosed` with
+the close frames that were exchanged, and a refused handshake raises
+:class:`websockets.exceptions.InvalidStatus`. Install with
+``pip install 'wsmux[fast]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections import deque
+from typing import Any
+
+import websockets.exceptions as wse
+from websockets.datastructures import Headers
+from websockets.frames import OK_CLOSE_CODES, Close
+from websockets.http11 import Response
+
+from ._backend import current_backend
+from ._connection import ScrubbingLogger, scrub
+from ._exceptions import FatalConnectError
+
+picows: Any
+try:
+    import picows
+except ImportError:  # pragma: no cover - depends on the environment
+    picows = None
+
+__all__ = ["PicowsConnection", "picows_connect", "require_picows"]
+
+_INSTALL_HINT = "the picows transport needs picows: pip install 'wsmux[fast]'"
+
+#: Messages buffered before reading pauses, and the level at which it resumes.
+_HIGH_WATER = 4096
+_LOW_WATER = 1024
+
+_MESSAGE_TOO_BIG = 1009
+
+
+def require_picows() -> None:
+    """Check that picows can be imported.
+
+    Raises:
+        ImportError: picows is not installed.
+    """
+    if picows is None:
+        raise ImportError(_INSTALL_HINT)
+
+
+class _PicowsLogger(ScrubbingLogger):
+    """picows' log lines, scrubbed, under ``wsmux.picows``.
+
+    picows logs every connect and disconnect at INFO, and a protocol error
+    (an oversized frame, say) at ERROR; the supervisor already reports losses
+    and reconnections, so INFO becomes DEBUG (as websockets' lines are) and
+    nothing goes above WARNING.
+    """
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.logger = logging.getLogger("wsmux.picows")
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        """Log at the demoted level, with the URL scrubbed."""
+        level = logging.DEBUG if level <= logging.INFO else min(level, logging.WARNING)
+        super().log(level, msg, *args, **kwargs)
+
+
+class PicowsConnection:
+    """A websocket connection on picows, with websockets' ``recv`` contract.
+
+    Made by :func:`picows_connect`; ``recv`` returns bytes (text frames
+    included: wsmux parses bytes), ``send`` takes str (a text frame) or bytes
+    (a binary frame).
+    """
+
+    __slots__ = (
+        "_buf",
+        "_close_timeout",
+        "_closed",
+        "_fragments",
+        "_fragments_size",
+        "_loop",
+        "_max_size",
+        "_paused",
+        "_transport",
+        "_waiter",
+    )
+
+    def __init__(self, max_size: int | None, close_timeout: float) -> None:
+        self._buf: deque[bytes] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._fragments: list[bytes] = []
+        self._fragments_size = 0
+        self._max_size = max_size
+        self._close_timeout = close_timeout
+        self._closed = False
+        self._paused = False
+        self._loop = asyncio.get_running_loop()
+        self._transport: Any = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<PicowsConnection {state} buffered={len(self._buf)}>"
+
+    # -- the listener side (called by picows, in the event loop) ---------------
+
+    def _frame(self, transport: Any, frame: Any) -> None:
+        kind = frame.msg_type
+        if kind is _CONTINUATION or not frame.fin:
+            self._fragment(transport, frame, kind)
+            return
+        if kind is _CLOSE:
+            # Echo the peer's close code, as RFC 6455 asks, then hang up.
+            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            transport.disconnect()
+            return
+        if kind is not _TEXT and kind is not _BINARY:
+            return  # a pong (pings are answered by picows)
+        buf = self._buf
+        buf.append(frame.get_payload_as_bytes())
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        if len(buf) >= _HIGH_WATER and not self._paused:
+            self._paused = True
+            transport.underlying_transport.pause_reading()
+
+    def _fragment(self, transport: Any, frame: Any, kind: Any) -> None:
+        if kind is not _CONTINUATION:
+            if kind is not _TEXT and kind is not _BINARY:
+                return
+            self._fragments = []
+            self._fragments_size = 0
+        self._fragments_size += frame.payload_size
+        if self._max_size is not None and self._fragments_size > self._max_size:
+            self._fragments = []
+            transport.send_close(
+                _close_code(_MESSAGE_TOO_BIG),
+                f"message exceeds {self._max_size} bytes".encode(),
+            )
+            transport.disconnect()
+            return
+        self._fragments.append(frame.get_payload_as_bytes())
+        if frame.fin:
+            parts, self._fragments = self._fragments, []
+            self._fragments_size = 0
+            # Deliver through the one-frame path's bookkeeping.
+            self._buf.append(b"".join(parts))
+            self._wake()
+
+    def _disconnected(self) -> None:
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- the Connection protocol -----------------------------------------------
+
+    async def recv(self) -> bytes:
+        """Return the next message's payload.
+
+        Returns at once while messages are buffered: no event-loop round trip.
+
+        Returns:
+            The payload, as bytes (text frames included).
+
+        Raises:
+            websockets.exceptions.ConnectionClosed: The connection is closed
+                and every message it delivered was returned.
+        """
+        buf = self._buf
+        if buf:
+            if self._paused and len(buf) <= _LOW_WATER:
+                self._resume()
+            return buf.popleft()
+        return await self._wait()
+
+    async def _wait(self) -> bytes:
+        buf = self._buf
+        while not buf:
+            if self._closed:
+                raise self._closed_error()
+            waiter = self._loop.create_future()
+            self._waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        if self._paused and len(buf) <= _LOW_WATER:
+            self._resume()
+        return buf.popleft()
+
+    def _resume(self) -> None:
+        self._paused = False
+        if not self._closed:
+            self._transport.underlying_transport.resume_reading()
+
+    def _closed_error(self) -> wse.ConnectionClosed:
+        shake = self._transport.close_handshake
+        rcvd = sent = None
+        rcvd_then_sent = None
+        if shake is not None:
+            rcvd = _as_close(shake.recv)
+            sent = _as_close(shake.sent)
+            if rcvd is not None and sent is not None:
+                rcvd_then_sent = bool(shake.recv_then_sent)
+        ok = (
+            rcvd is not None
+            and sent is not None
+            and rcvd.code in OK_CLOSE_CODES
+            and sent.code in OK_CLOSE_CODES
+        )
+        kind = wse.ConnectionClosedOK if ok else wse.ConnectionClosedError
+        return kind(rcvd, sent, rcvd_then_sent)
+
+    async def send(self, message: str | bytes) -> None:
+        """Send one message: str as a text frame, bytes as a binary one.
+
+        Args:
+            message: The message.
+
+        Raises:
+            websockets.exceptions.ConnectionClosed: The connection is closed.
+            TypeError: ``message`` is neither str nor bytes.
+        """
+        if self._closed or self._transport.is_close_frame_sent:
+            raise self._closed_error()
+        if isinstance(message, str):
+            self._transport.send(_TEXT, message.encode())
+        elif isinstance(message, bytes | bytearray | memoryview):
+            self._transport.send(_BINARY, message)
+        else:
+            raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
+
+    async def close(self) -> None:
+        """Send a close frame, wait for the peer to hang up, then disconnect.
+
+        Waits at most the close timeout given to :func:`picows_connect`.
+        """
+        transport = self._transport
+        if not transport.is_disconnected:
+            transport.send_close(_close_code(1000))
+        try:
+            # Also when already disconnected: this retrieves the error picows
+            # stored for a local failure, which asyncio would otherwise log.
+            await asyncio.wait_for(transport.wait_disconnected(), self._close_timeout)
+        except Exception as exc:
+            logging.getLogger("wsmux").debug("picows close: %r", exc)
+        finally:
+            transport.disconnect(graceful=False)
+            self._disconnected()
+
+
+def _as_close(info: Any) -> Close | None:
+    if info is None:
+        return None
+    code = info.code
+    return Close(int(getattr(code, "value", code)), info.reason or "")
+
+
+def _close_code(code: int) -> Any:
+    assert picows is not None
+    try:
+        return picows.WSCloseCode(code)
+    except ValueError:
+        return code
+
+
+if picows is not None:
+    _TEXT = picows.WSMsgType.TEXT
+    _BINARY = picows.WSMsgType.BINARY
+    _CLOSE = picows.WSMsgType.CLOSE
+    _CONTINUATION = picows.WSMsgType.CONTINUATION
+
+    class _Listener(picows.WSListener):  # type: ignore[misc,unused-ignore]
+        """Forwards picows' callbacks to a :class:`PicowsConnection`."""
+
+        def __init__(self, conn: PicowsConnection) -> None:
+            super().__init__()
+            # An instance attribute overrides the cpdef method: one call per
+            # frame, straight into the connection.
+            self.on_ws_frame = conn._frame  # type: ignore[method-assign,unused-ignore]
+            self._conn = conn
+
+        def on_ws_disconnected(self, transport: Any) -> None:
+            self._conn._disconnected()
+
+
+async def picows_connect(
+    url: str,
+    *,
+    max_size: int | None,
+    ping_interval: float | None,
+    ping_timeout: float | None,
+    open_timeout: float,
+    close_timeout: float,
+    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    **options: Any,
+) -> PicowsConnection:
+    """Open a websocket connection with picows.
+
+    Args:
+        url: The websocket URL.
+        max_size: Largest inbound message in bytes (a larger one closes the
+            connection with code 1009); None for no limit.
+        ping_interval: Ping after this many seconds without inbound data;
+            None for no keepalive.
+        ping_timeout: Seconds to wait for the pong before the connection is
+            closed (code 1001); None waits forever.
+        open_timeout: Seconds allowed for the opening handshake.
+        close_timeout: Seconds :meth:`PicowsConnection.close` waits for the
+            peer to hang up.
+        logger: Where picows logs (default: ``wsmux.picows``, scrubbed).
+        **options: Further keyword arguments for ``picows.ws_connect``
+            (``extra_headers``, ``ssl_context``, ...).
+
+    Returns:
+        The open connection.
+
+    Raises:
+        ImportError: picows is not installed.
+        FatalConnectError: Called under trio (picows runs on asyncio only).
+        websockets.exceptions.InvalidStatus: The server refused the handshake
+            (with its HTTP status and headers, for ``Retry-After``).
+        websockets.exceptions.InvalidURI: The URL is not a websocket URL.
+        OSError: The TCP connection failed.
+    """
+    require_picows()
+    assert picows is not None
+    if current_backend() != "asyncio":
+        raise FatalConnectError(
+            "the picows transport runs on asyncio only; use transport='websockets' under trio"
+        )
+    conn = PicowsConnection(max_size, close_timeout)
+    auto_ping = ping_interval is not None
+    idle = ping_interval if ping_interval is not None else 10.0
+    try:
+        transport, _ = await picows.ws_connect(
+            lambda: _Listener(conn),
+            url,
+            websocket_handshake_timeout=open_timeout,
+            logger_name=logger if logger is not None else _PicowsLogger(url),
+            enable_auto_ping=auto_ping,
+            auto_ping_idle_timeout=idle,
+            auto_ping_reply_timeout=ping_timeout if ping_timeout is not None else sys.maxsize,
+            max_frame_size=max_size if max_size is not None else sys.maxsize,
+            **options,
+        )
+    except picows.WSInvalidStatusError as exc:
+        raise _invalid_status(exc) from None
+    except picows.WSInvalidURL as exc:
+        raise wse.InvalidURI(scrub(url, url), scrub(str(exc), url)) from None
+    except picows.WSError as exc:
+        # A malformed handshake: retried, reported without the URL.
+        raise wse.InvalidHandshake(scrub(f"{type(exc).__name__}: {exc}", url)) from None
+    conn._transport = transport
+    return conn
+
+
+def _invalid_status(exc: Any) -> wse.InvalidStatus:
+    response = exc.response
+    status = int(response.status) if response is not None else 0
+    headers = Headers()
+    if response is not None:
+        for name, value in response.headers.items():
+            headers[name] = value
+        body = response.body or b""
+        phrase = getattr(response.status, "phrase", "")
+    else:
+        body, phrase = b"", ""
+    return wse.InvalidStatus(Response(status, phrase, headers, body))
