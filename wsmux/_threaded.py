@@ -30,6 +30,7 @@ import anyio.lowlevel
 from anyio.from_thread import BlockingPortal
 
 from ._exceptions import ConnectionGap, MultiplexerClosed, NotConnected, StreamClosed, StreamLagged
+from ._hub import _is_async
 from ._log import log
 from ._match import Filters
 from ._stream import Overflow, Stream, StreamStatistics
@@ -593,7 +594,6 @@ class MuxThread:
             raise TypeError(f"handler must be callable, not {type(fn).__name__}")
         if fn in self._handlers:
             raise ValueError(f"{fn!r} is already a handler")
-        from ._hub import _is_async
 
         if inline or _is_async(fn):
             self._run_sync(
