@@ -19,12 +19,7 @@ import threading
 import time
 from typing import Any
 
-from wsmux import Multiplexer
-
-try:
-    from wsmux import run_in_thread
-except ImportError:  # wsmux before run_in_thread was exported
-    from wsmux._threaded import run_in_thread
+from wsmux import Multiplexer, run_in_thread
 from wsmux.testing import FeedServer
 
 

@@ -3,7 +3,7 @@
 Public names live here; the modules behind them are private, one per layer:
 ``_match`` (filters and the index), ``_stream`` (bounded buffers), ``_hub``
 (fan-out and handlers), ``_supervisor`` (connect, rotate, reconnect),
-``_mux`` (the base class). ``wsmux.testing`` holds a local feed server and
+``_mux`` (the base class), ``_threaded`` (a multiplexer in its own thread). ``wsmux.testing`` holds a local feed server and
 ``wsmux.compat`` the AsyncWebsocketStreamInterface API.
 """
 
@@ -24,6 +24,7 @@ from ._exceptions import (
 from ._hub import Hub
 from ._mux import Multiplexer, MultiplexerStats, State
 from ._stream import Overflow, Stream, StreamStatistics
+from ._threaded import MuxThread, ThreadStream, run_in_thread
 
 __all__ = [
     "Backoff",
@@ -35,6 +36,7 @@ __all__ = [
     "Multiplexer",
     "MultiplexerClosed",
     "MultiplexerStats",
+    "MuxThread",
     "NotConnected",
     "Overflow",
     "RequestTimeout",
@@ -44,7 +46,9 @@ __all__ = [
     "StreamClosed",
     "StreamLagged",
     "StreamStatistics",
+    "ThreadStream",
     "WsmuxError",
+    "run_in_thread",
 ]
 
 __version__ = "0.1.0"
