@@ -94,10 +94,17 @@ class Recorder:
 
     ``segments`` splits the ``seq`` numbers at each ``ConnectionGap``;
     ``lagged`` adds up ``StreamLagged`` counts; ``end`` is how iteration ended.
+    With ``keep=False`` only counts, the last ``seq`` and whether the numbers
+    kept increasing are kept (for runs of a million messages).
     """
 
-    def __init__(self, stream: Stream, *, delay: float = 0.0, name: str = "") -> None:
+    def __init__(
+        self, stream: Stream, *, delay: float = 0.0, name: str = "", keep: bool = True
+    ) -> None:
         self.stream = stream
+        self.keep = keep
+        self.latest = 0
+        self.increasing = True
         self.delay = delay
         self.name = name
         self.segments: list[list[int]] = [[]]
@@ -114,10 +121,7 @@ class Recorder:
 
     @property
     def last(self) -> int:
-        for seg in reversed(self.segments):
-            if seg:
-                return seg[-1]
-        return 0
+        return self.latest
 
     async def run(self) -> None:
         while True:
@@ -138,8 +142,13 @@ class Recorder:
                 return
             self.count += 1
             if isinstance(msg, dict) and "seq" in msg:
-                self.segments[-1].append(msg["seq"])
-                self.symbols.append(msg.get("s", ""))
+                seq = msg["seq"]
+                if seq <= self.latest:
+                    self.increasing = False
+                self.latest = seq
+                if self.keep:
+                    self.segments[-1].append(seq)
+                    self.symbols.append(msg.get("s", ""))
             if self.delay:
                 await anyio.sleep(self.delay)
 
