@@ -3,8 +3,9 @@
 Public names live here; the modules behind them are private, one per layer:
 ``_match`` (filters and the index), ``_stream`` (bounded buffers), ``_hub``
 (fan-out and handlers), ``_supervisor`` (connect, rotate, reconnect),
-``_mux`` (the base class), ``_threaded`` (a multiplexer in its own thread). ``wsmux.testing`` holds a local feed server and
-``wsmux.compat`` the AsyncWebsocketStreamInterface API.
+``_mux`` (the base class), ``_threaded`` (a multiplexer in its own thread).
+``wsmux.testing`` holds a local feed server and ``wsmux.compat`` the
+AsyncWebsocketStreamInterface API.
 """
 
 from ._backoff import Backoff
