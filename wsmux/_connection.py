@@ -37,7 +37,9 @@ class Connection(Protocol):
     """What wsmux needs of a websocket connection.
 
     websockets' asyncio and trio ``ClientConnection`` satisfy it; adapt any
-    other client with three coroutines.
+    other client with three coroutines. A connection may also offer a plain
+    ``recv_nowait()`` returning a buffered frame or None: the reader then
+    drains bursts without awaiting per message (the picows transport does).
     """
 
     async def recv(self) -> str | bytes:

@@ -193,6 +193,22 @@ class PicowsConnection:
             return buf.popleft()
         return await self._wait()
 
+    def recv_nowait(self) -> bytes | None:
+        """Return the next buffered message's payload, or None if none is.
+
+        The supervisor's reader drains a burst with this, with no coroutine
+        per message; it awaits :meth:`recv` only when the buffer is empty.
+
+        Returns:
+            The payload, or None.
+        """
+        buf = self._buf
+        if buf:
+            if self._paused and len(buf) <= _LOW_WATER:
+                self._resume()
+            return buf.popleft()
+        return None
+
     async def _wait(self) -> bytes:
         buf = self._buf
         while not buf:

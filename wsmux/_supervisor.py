@@ -284,11 +284,16 @@ class Supervisor:
         elif _speaks_websockets(conn):
             recv = functools.partial(conn.recv, decode=False)
         publish = hub.publish
+        # A connection may offer recv_nowait(): a buffered frame or None, so
+        # that a burst is drained without a coroutine per message.
+        recv_nowait = getattr(conn, "recv_nowait", None)
         wall = time.time
         try:
             with link.reader_scope:
                 while True:
-                    raw = await recv()
+                    raw = recv_nowait() if recv_nowait is not None else None
+                    if raw is None:
+                        raw = await recv()
                     mux._last_message_at = wall()
                     link.received += 1
                     link.nbytes += len(raw)
