@@ -609,6 +609,12 @@ def _targets(
     return out
 
 
+def _have_picows() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("picows") is not None
+
+
 def run_bench(
     messages: int = 200_000,
     repeat: int = 5,
@@ -626,8 +632,8 @@ def run_bench(
         repeat: Timed repetitions per scenario, after one warm-up.
         quick: A tiny run for tests: few messages, one repetition, small
             latency and memory probes. Overrides ``messages`` and ``repeat``.
-        scenarios: Names to run (default: ``a`` to ``e``; ``f`` needs
-            picows). The baseline always runs.
+        scenarios: Names to run (default: ``a`` to ``e``, and ``f`` when
+            picows is installed). The baseline always runs.
         latency: Measure the paced-feed latency.
         memory: Measure idle streams and a stalled consumer.
         progress: Called with one line per step (default: stderr).
@@ -652,7 +658,7 @@ def run_bench(
     began = time.perf_counter()
     if quick:
         messages, repeat = 2000, 1
-    names = scenarios or _DEFAULT
+    names = scenarios or ([*_DEFAULT, "f"] if _have_picows() else _DEFAULT)
     unknown = sorted(set(names) - {s[0] for s in _SCENARIOS})
     if unknown:
         raise ValueError(f"unknown scenario(s): {', '.join(unknown)}")
