@@ -6,12 +6,11 @@ sends, :class:`ConnectionRecord` and :class:`FeedServerStats` are what it keeps.
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import orjson
 
@@ -28,10 +27,6 @@ __all__ = [
     "normalize_topic",
 ]
 
-logger = logging.getLogger("wsmux.testing")
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 KINDS = frozenset({"trade", "depth"})
 
