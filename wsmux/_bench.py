@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import os
 import platform
@@ -77,7 +78,10 @@ class ScenarioResult:
         rates: Messages per second of each timed repetition.
         median: The median of ``rates``.
         spread: (max - min) / median of ``rates``: how noisy it was.
-        ratio: ``median`` over the baseline's median.
+        ratio: The median, over repetitions, of this rate over the
+            baseline's rate in the same repetition (each repetition runs
+            the baseline and every scenario back to back, so a machine that
+            slows down for a while slows both sides of each pair).
         deliveries_per_s: Messages handed to consumers per second (median).
         peak_rss_mb: The process's peak RSS during the scenario, in MiB.
         complete: Every consumer got every message it should have, in
@@ -329,6 +333,9 @@ def _run_throughput(
         spec = next(s for s in _SCENARIOS if s[0] == name)
         n = res.messages
         url = f"ws://127.0.0.1:{port}/?mode=burst&n={n}&symbols={spec[3]}"
+        # Collect what the previous scenario left (10,000 tasks, say) so that
+        # no run pays for another's garbage.
+        gc.collect()
         _reset_peak()
         if name == "baseline":
             elapsed, delivered = await _baseline(url, n)
@@ -360,7 +367,8 @@ def _run_throughput(
         res.peak_rss_mb = peaks[res.name] / _MB
         res.deliveries_per_s = res.median * (res.streams if res.name == "d" else 1)
     for res in results.values():
-        res.ratio = res.median / base.median if base.median else 0.0
+        pairs = [r / b for r, b in zip(res.rates, base.rates, strict=True) if b]
+        res.ratio = statistics.median(pairs) if pairs else 0.0
     return list(results.values())
 
 
