@@ -32,10 +32,8 @@ from ._feedmsg import (
     _CONN_FAULTS,
     _NO_KEY,
     FAULTS,
-    KINDS,
     ConnectionRecord,
     FeedGenerator,
-    FeedServerStats,
     FeedSpec,
     Frame,
     encode,
@@ -43,19 +41,7 @@ from ._feedmsg import (
     normalize_topic,
 )
 
-__all__ = [
-    "FAULTS",
-    "KINDS",
-    "ConnectionRecord",
-    "FeedCore",
-    "FeedGenerator",
-    "FeedServerStats",
-    "FeedSpec",
-    "Frame",
-    "encode",
-    "garbage_frame",
-    "normalize_topic",
-]
+__all__ = ["FeedCore"]
 
 P = ParamSpec("P")
 T = TypeVar("T")

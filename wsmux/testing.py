@@ -40,11 +40,11 @@ import anyio
 from websockets.exceptions import ProtocolError
 from websockets.frames import Close
 
-from wsmux._feed import (
+from wsmux._feed import FeedCore
+from wsmux._feedmsg import (
     FAULTS,
     KINDS,
     ConnectionRecord,
-    FeedCore,
     FeedServerStats,
     FeedSpec,
     encode,
