@@ -214,6 +214,7 @@ class Multiplexer(Messaging):
         self._error: BaseException | None = None
         self._exiting = False
         self._background: set[anyio.CancelScope] = set()
+        self._background_idle: anyio.Event | None = None  # set when none runs
         self._ready = anyio.Event()  # the first connection opened, or failed
 
     def __repr__(self) -> str:
@@ -453,6 +454,8 @@ class Multiplexer(Messaging):
             return
 
         scope = anyio.CancelScope()
+        if not self._background:
+            self._background_idle = anyio.Event()
         self._background.add(scope)
 
         async def run() -> None:
@@ -463,6 +466,8 @@ class Multiplexer(Messaging):
                 log.warning("background %s failed: %r", getattr(fn, "__name__", fn), exc)
             finally:
                 self._background.discard(scope)
+                if not self._background and self._background_idle is not None:
+                    self._background_idle.set()
 
         self._tg.start_soon(run)
 
@@ -660,9 +665,10 @@ class Multiplexer(Messaging):
             self._hub.close(self._error)
         if wait:
             await self._hub.wait_idle()
-            with anyio.move_on_after(self._options.close_timeout + 0.5):
-                while self._background:  # noqa: ASYNC110 - few, short-lived tasks
-                    await anyio.sleep(0.005)
+            idle = self._background_idle
+            if self._background and idle is not None:
+                with anyio.move_on_after(self._options.close_timeout + 0.5):
+                    await idle.wait()
 
     async def run(self) -> None:
         """Run until :meth:`exit` is called (for use in a task).
