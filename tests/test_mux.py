@@ -451,3 +451,29 @@ async def test_wait_connected_and_stats(running: Multiplexer) -> None:
     await running.wait_connected(timeout=1)
     stats = running.stats()
     assert stats.state == "open" and stats.streams == 0
+
+
+async def test_handshake_timeout_is_retried(server: FeedServer) -> None:
+    server.delay_handshake(2.0, count=1)  # longer than open_timeout
+    opts = {**FAST, "open_timeout": 0.3}
+    with anyio.fail_after(3):
+        async with Multiplexer(server.url, **opts) as mux:
+            assert mux.stats().connect_errors == 1
+    assert server.stats().handshakes == 2
+
+
+async def test_parse_errors_are_logged_rate_limited_with_a_short_sample(
+    server: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="wsmux")
+    async with Multiplexer(server.url, **FAST) as mux:
+        stream = mux.stream_filter()
+        for _ in range(20):
+            server.send("x" * 5000)
+        server.broadcast({"ok": 1})
+        with anyio.fail_after(2):
+            assert await stream.receive() == {"ok": 1}
+        assert mux.stats().parse_errors == 20
+    lines = [r.getMessage() for r in caplog.records if "cannot parse" in r.getMessage()]
+    assert len(lines) == 1  # the other 19 are counted, not logged
+    assert "(5000 in all)" in lines[0] and len(lines[0]) < 400
