@@ -80,6 +80,9 @@ class ScrubbingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     """A logger for websockets that never prints a URL's path or query.
 
     websockets logs the request line (``GET /ws/<listenKey>``) at DEBUG.
+    Its "keepalive ping failed" error (with a traceback, when a ping races
+    the loss of the connection) is logged at DEBUG: wsmux reports the loss
+    itself, once, with its reason.
 
     Args:
         url: The URL whose path and query must not appear.
@@ -91,6 +94,8 @@ class ScrubbingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         """Format the line, scrub it, and log it."""
+        if level >= logging.ERROR and str(msg).startswith("keepalive ping failed"):
+            level = logging.DEBUG
         if self.isEnabledFor(level):
             text = str(msg) % args if args else str(msg)
             self.logger.log(level, scrub(text, self._url), **kwargs)
