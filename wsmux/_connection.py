@@ -180,7 +180,7 @@ def classify(exc: BaseException, url: str | None = None) -> Failure:
         return Failure(status not in _RETRY_STATUSES, status, retry_after, reason)
     if isinstance(exc, FatalConnectError):
         return Failure(True, exc.status, None, scrub(str(exc), url))
-    if isinstance(exc, wse.InvalidURI | ValueError):
+    if isinstance(exc, wse.InvalidURI):
         return Failure(True, None, None, f"invalid URL ({name})")
     if isinstance(exc, OSError | TimeoutError | EOFError | wse.ConnectionClosed):
         return Failure(False, None, None, scrub(f"{name}: {exc}", url))

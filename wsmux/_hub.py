@@ -365,8 +365,10 @@ class Hub:
             return
         self._closed = True
         self._error = error
-        for stream in list(self._streams):
+        for stream in self._streams:
             stream._end(error)
+            self._dropped_closed += stream.statistics().dropped
+        self._streams.clear()  # ended: no longer counted as open
 
     async def __aenter__(self) -> Hub:
         self._idle = anyio.Event()  # bound to the loop that runs the hub

@@ -31,7 +31,9 @@ class Messaging:
     _options: Options
     _hub: Hub
     _rate: RateLimiter | None
-    _topics: dict[str, int]
+    _explicit: dict[str, None]  # subscribe()d topics, in order
+    _demand: dict[str, int]  # topic -> open streams needing it
+    _topic_lock: anyio.Lock | None
     _ids: itertools.count[int]
     _exiting: bool
     _state: str
@@ -173,13 +175,15 @@ class Messaging:
             TypeError: A topic is not a non-empty str.
             NotConnected: Connected, but the message could not be sent in time.
         """
-        new = [t for t in _check_topics(topics) if t not in self._topics]
         for topic in _check_topics(topics):
-            self._topics[topic] = self._topics.get(topic, 0) + 1
-        await self._send_topic_change(self._subscribe_messages, new)
+            self._explicit[topic] = None
+        await self._sync_topics()
 
     async def unsubscribe(self, *topics: str) -> None:
-        """Unsubscribe from topics and stop replaying them.
+        """Drop topics subscribed with :meth:`subscribe`; stop replaying them.
+
+        A topic that an open stream still needs (``stream_filter(topics=...)``)
+        stays subscribed until that stream closes.
 
         Args:
             *topics: Topic names; unknown ones are ignored.
@@ -187,51 +191,74 @@ class Messaging:
         Raises:
             TypeError: A topic is not a non-empty str.
         """
-        gone = [t for t in _check_topics(topics) if self._topics.pop(t, None) is not None]
-        await self._send_topic_change(self._unsubscribe_messages, gone)
+        for topic in _check_topics(topics):
+            self._explicit.pop(topic, None)
+        await self._sync_topics()
 
     @property
     def topics(self) -> list[str]:
         """The topics subscribed to, replayed on every new connection."""
-        return list(self._topics)
+        return list(dict.fromkeys([*self._explicit, *self._demand]))
 
-    async def _send_topic_change(
-        self, build: Callable[[list[str]], list[Any]], topics: list[str]
-    ) -> None:
-        if not topics or self.present_ws is None:
-            return  # replayed by _on_connect's follow-up on the next connection
-        for msg in build(topics):
-            await self.send(msg)
+    def _live_topics(self) -> set[str] | None:
+        """What the live connection was told, or None without one."""
+        raise NotImplementedError
 
-    async def _replay_subscriptions(self, ws: Any) -> None:
-        if not self._topics:
-            return
-        for msg in self._subscribe_messages(list(self._topics)):
-            if self._rate is not None:
-                await self._rate.acquire()
-            await ws.send(_encode(msg))
+    async def _sync_topics(self) -> None:
+        """Tell the live connection the difference between wanted and told.
+
+        One sync runs at a time and each computes the difference when it
+        starts, so changes made in any order converge on :attr:`topics`.
+        """
+        if self._topic_lock is None:
+            self._topic_lock = anyio.Lock()
+        async with self._topic_lock:
+            told = self._live_topics()
+            if told is None:
+                return  # replayed when the next connection opens
+            wanted = self.topics
+            add = [t for t in wanted if t not in told]
+            drop = [t for t in told if t not in set(wanted)]
+            if add:
+                for msg in self._subscribe_messages(add):
+                    await self.send(msg)
+                told.update(add)
+            if drop:
+                for msg in self._unsubscribe_messages(drop):
+                    await self.send(msg)
+                told.difference_update(drop)
+
+    def _topics_changed(self) -> None:
+        if not self._exiting:
+            self._in_background(self._sync_topics)
+
+    async def _replay_subscriptions(self, ws: Any) -> set[str]:
+        """Subscribe a new connection to every topic; return what it was told."""
+        topics = self.topics
+        if topics:
+            for msg in self._subscribe_messages(topics):
+                if self._rate is not None:
+                    await self._rate.acquire()
+                await ws.send(_encode(msg))
+        return set(topics)
 
     def _attach_topics(self, stream: Stream, topics: Iterable[str]) -> None:
         wanted = _check_topics(tuple(topics))
         if not wanted:
             return
-        new = [t for t in wanted if t not in self._topics]
         for topic in wanted:
-            self._topics[topic] = self._topics.get(topic, 0) + 1
-        self._in_background(self._send_topic_change, self._subscribe_messages, new)
+            self._demand[topic] = self._demand.get(topic, 0) + 1
+        self._topics_changed()
         stream._on_close = lambda: self._release_topics(wanted)
 
     def _release_topics(self, topics: list[str]) -> None:
-        gone = []
         for topic in topics:
-            count = self._topics.get(topic, 0) - 1
+            count = self._demand.get(topic, 0) - 1
             if count <= 0:
-                self._topics.pop(topic, None)
-                gone.append(topic)
+                self._demand.pop(topic, None)
             else:
-                self._topics[topic] = count
-        if gone and not self._exiting:
-            self._in_background(self._send_topic_change, self._unsubscribe_messages, gone)
+                self._demand[topic] = count
+        self._topics_changed()
 
 
 def _encode(msg: Any) -> str | bytes:

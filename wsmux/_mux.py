@@ -12,9 +12,10 @@ from typing import Any, Literal
 import anyio
 import anyio.abc
 import orjson
+from websockets.uri import parse_uri
 
 from ._connection import Connection, ScrubbingLogger, default_connect
-from ._exceptions import MultiplexerClosed, NotConnected
+from ._exceptions import FatalConnectError, MultiplexerClosed, NotConnected
 from ._hub import Handler, Hub, _is_async
 from ._log import log, redact_url
 from ._match import Filters, compile_filters
@@ -201,12 +202,15 @@ class Multiplexer(Messaging):
                 "parse_errors",
                 "duplicates",
                 "stale",
+                "rotation_gaps",
             ),
             0,
         )
         self._last_message_at: float | None = None
         self._last_disconnect: str | None = None
-        self._topics: dict[str, int] = {}
+        self._explicit: dict[str, None] = {}
+        self._demand: dict[str, int] = {}
+        self._topic_lock: anyio.Lock | None = None
         self._ids = itertools.count(1)
         self._tg: anyio.abc.TaskGroup | None = None
         self._sup: Supervisor | None = None
@@ -231,10 +235,12 @@ class Multiplexer(Messaging):
             websockets (its trio client under trio).
 
         Raises:
-            ValueError: No URL was given and the hook was not overridden.
+            FatalConnectError: No URL was given and the hook was not overridden.
+            websockets.exceptions.InvalidURI: The URL is not a ws:// or wss:// URL.
         """
         if self.url is None:
-            raise ValueError("no url: pass one to Multiplexer() or override _create_ws")
+            raise FatalConnectError("no url: pass one to Multiplexer() or override _create_ws")
+        parse_uri(self.url)  # InvalidURI, fatal, for either transport
         opts = self._options
         if opts.transport == "picows":
             from ._picows import picows_connect
@@ -489,6 +495,12 @@ class Multiplexer(Messaging):
         """One of idle, connecting, open, rotating, reconnecting, closing, closed, failed."""
         return self._state
 
+    def _live_topics(self) -> set[str] | None:
+        sup = self._sup
+        if sup is None or sup.live is None or self.present_ws is None:
+            return None
+        return sup.live.topics
+
     @property
     def present_ws(self) -> Connection | None:
         """The live connection, or None while there is none."""
@@ -562,6 +574,7 @@ class Multiplexer(Messaging):
             filter_errors=hub.filter_errors,
             duplicates=c["duplicates"],
             stale=c["stale"],
+            rotation_gaps=c["rotation_gaps"],
             drops=hub.dropped(),
             streams=hub.stream_count(),
             last_message_at=self._last_message_at,
@@ -571,6 +584,8 @@ class Multiplexer(Messaging):
     # -- lifecycle -------------------------------------------------------------
 
     async def __aenter__(self) -> Multiplexer:
+        if self._exiting:
+            raise MultiplexerClosed(f"{self!r} has exited; create a new one")
         if self._state != "idle":
             raise RuntimeError(f"{self!r} was already started")
         # Bind the events to the loop that runs us, not the one that built us
@@ -578,6 +593,7 @@ class Multiplexer(Messaging):
         before, self._state_changed = self._state_changed, anyio.Event()
         before.set()
         self._ready = anyio.Event()
+        self._set_state("connecting")  # from here on, exit() shuts down a start
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -626,6 +642,9 @@ class Multiplexer(Messaging):
     async def _supervise(self) -> None:
         assert self._sup is not None
         with anyio.CancelScope() as self._run_scope:
+            if self._exiting:  # exit() came before the supervisor's first step
+                self._ready.set()
+                return
             try:
                 await self._sup.run(self._ready.set)
             except Exception as exc:
@@ -654,15 +673,18 @@ class Multiplexer(Messaging):
             for scope in list(self._background):
                 scope.cancel()
             sup = self._sup
+            # Streams end now, before any await: the caller may be a callback
+            # whose own background scope was just cancelled.
+            self._hub.close(self._error)
             if sup is not None:
                 for link in list(sup.links):
                     link.release.set()
                     if link.conn is None:
                         link.holder_scope.cancel()  # still connecting
-                with anyio.move_on_after(self._options.close_timeout + 0.5):
-                    for link in list(sup.links):
-                        await link.closed.wait()
-            self._hub.close(self._error)
+                with anyio.CancelScope(shield=True):
+                    with anyio.move_on_after(self._options.close_timeout + 0.5):
+                        for link in list(sup.links):
+                            await link.closed.wait()
         if wait:
             await self._hub.wait_idle()
             idle = self._background_idle
@@ -677,8 +699,10 @@ class Multiplexer(Messaging):
             FatalConnectError: Connecting failed for good.
             RetriesExhausted: ``max_attempts`` attempts failed.
         """
+        if self._exiting and self._tg is None:
+            return  # exit() came first
         async with self:
-            while not self._exiting:
+            while not self._exiting and self._state not in ("failed", "closed"):
                 await self._wait_state_change(float("inf"))
 
     async def exit(self) -> None:
@@ -689,7 +713,7 @@ class Multiplexer(Messaging):
         handler's own task. When the multiplexer died, the error is raised
         by ``async with`` (or :meth:`run`), not here.
         """
-        if self._state == "idle":
+        if self._state == "idle" and self._tg is None:
             self._exiting = True
             self._hub.close()
             self._set_state("closed")

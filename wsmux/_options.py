@@ -50,6 +50,9 @@ class MultiplexerStats(NamedTuple):
         filter_errors: Exceptions raised by filter predicates.
         duplicates: Messages dropped as seen twice across a rotation.
         stale: Connections replaced for having gone silent.
+        rotation_gaps: Rotations that had to drop an old connection before it
+            had published everything it received (``gaps="raise"`` streams
+            get ConnectionGap there).
         drops: Messages lost to overflow, over all streams.
         streams: Streams open now (async handlers' included).
         last_message_at: Wall-clock time of the last frame, or None.
@@ -69,6 +72,7 @@ class MultiplexerStats(NamedTuple):
     filter_errors: int
     duplicates: int
     stale: int
+    rotation_gaps: int
     drops: int
     streams: int
     last_message_at: float | None

@@ -65,6 +65,7 @@ class _Link:
         "held",
         "holder_scope",
         "id",
+        "idle",
         "mode",
         "nbytes",
         "opened_at",
@@ -73,6 +74,7 @@ class _Link:
         "release",
         "scope",
         "stale",
+        "topics",
     )
 
     def __init__(self, link_id: int) -> None:
@@ -83,9 +85,11 @@ class _Link:
         self.first_id: Hashable | None = None
         self.received = 0
         self.nbytes = 0
+        self.idle = False  # the reader waits for data: it has published all it had
         self.opened_at = 0.0
         self.error: BaseException | None = None
         self.stale = False
+        self.topics: set[str] = set()  # what this connection was subscribed to
         self.release = anyio.Event()  # tells the holder to close the socket
         self.done = anyio.Event()  # the reader has ended
         self.closed = anyio.Event()  # the holder has closed the socket
@@ -119,8 +123,17 @@ class Supervisor:
         self._caught_up = anyio.Event()
         self._parse_log = RateLimitedLog(logging.WARNING)
         self._message_id: Callable[[Any], Hashable | None] | None = (
-            mux._message_id if mux._has_message_id() else None
+            self._safe_message_id if mux._has_message_id() else None
         )
+        self._id_log = RateLimitedLog(logging.ERROR)
+
+    def _safe_message_id(self, msg: Any) -> Hashable | None:
+        """The adapter's ``_message_id``; an exception means "no id"."""
+        try:
+            return self.mux._message_id(msg)
+        except Exception as exc:
+            self._id_log("_message_id raised %r; the message is treated as having no id", exc)
+            return None
 
     # -- the loop ------------------------------------------------------------
 
@@ -208,7 +221,7 @@ class Supervisor:
             with anyio.fail_after(opts.open_timeout):
                 await self.tg.start(self._hold, link, name=f"wsmux connection {link.id}")
                 await self.mux._on_connect(link.conn)
-                await self.mux._replay_subscriptions(link.conn)
+                link.topics = await self.mux._replay_subscriptions(link.conn)
         except BaseException:
             link.release.set()
             if link.conn is None:
@@ -222,9 +235,13 @@ class Supervisor:
         """Own one socket: open it, hand it over, close it when released."""
         self.links.add(link)
         try:
+            made: Any = None
             with link.holder_scope:
                 made = await self.mux._create_ws()
             if link.holder_scope.cancel_called:
+                if made is not None and hasattr(made, "recv"):
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(0.5):
+                        await made.close()  # connected just as exit cancelled the connect
                 return
             if hasattr(made, "recv"):
                 link.conn = made
@@ -293,7 +310,9 @@ class Supervisor:
                 while True:
                     raw = recv_nowait() if recv_nowait is not None else None
                     if raw is None:
+                        link.idle = True
                         raw = await recv()
+                        link.idle = False
                     mux._last_message_at = wall()
                     link.received += 1
                     link.nbytes += len(raw)
@@ -352,6 +371,7 @@ class Supervisor:
             mid = self._message_id(msg)
             if mid is not None:
                 if mid in self._overlap_ids:
+                    self.mux._counters["duplicates"] += 1
                     return True
                 self._overlap_ids.add(mid)
                 nxt = self._rotating_to
@@ -388,17 +408,73 @@ class Supervisor:
         """Planned rotation: a new connection replaces ``old`` with no gap."""
         mux = self.mux
         mux._set_state("rotating")
+        while True:
+            new = await self._open_next(old)
+            if new is None:  # the old link died first: an unplanned loss
+                return await self._recover(old)
+            # Read the new link into its holding list while the old one drains.
+            self._rotating_to = new
+            self._start_reader(new)
+            drained = await self._drain(old, new)
+            if new.done.is_set() and old.mode == _DRAIN and not old.done.is_set():
+                # The new link died before taking over: keep the old one and
+                # try again later; the new one's messages come on the old too.
+                log.warning("rotation: the new connection was lost; still serving on the old one")
+                new.mode = _STOP
+                new.release.set()
+                old.mode = _LIVE
+                self._rotating_to = self._rotating_from = None
+                self._overlap_ids = None
+                await anyio.sleep(self.backoff.next())
+                continue
+            break
+        old.mode = _STOP
+        old.release.set()
+        if not drained:
+            # The old link still held frames it had not published: they are
+            # gone with it. Say so where it matters, as an unplanned loss would.
+            log.warning("rotation: the old connection had not drained; messages may be missing")
+            mux._counters["rotation_gaps"] += 1
+            self.hub.mark_gap()
+        # Publish what the new link held, in order, then let it go live.
+        while new.held:
+            batch, new.held = new.held, []
+            for msg in batch:
+                if self._overlap_ids is not None:
+                    mid = self._message_id(msg) if self._message_id else None
+                    if mid is not None and mid in self._overlap_ids:
+                        mux._counters["duplicates"] += 1
+                        continue
+                if self.hub.publish(msg):
+                    await self.hub.relieve()
+        new.mode = _LIVE if self._overlap_ids is None else _TAIL
+        self._rotating_to = self._rotating_from = None
+        self.live = new
+        mux._counters["rotations"] += 1
+        mux._set_state("open")
+        mux._topics_changed()  # topics changed during the rotation reach the new link
+        return new
+
+    async def _open_next(self, old: _Link) -> _Link | None:
+        """Open the next link while ``old`` serves; None if ``old`` dies first."""
+        mux = self.mux
         # Record what the old link publishes from now on, so that what the
-        # new one repeats (it is subscribed before it is read) is dropped.
+        # new one repeats (it is subscribed before it is read) is dropped. A
+        # link still in its tail keeps the ids of the rotation before.
         self._rotating_from = old
-        self._overlap_ids = set() if self._message_id is not None else None
+        if self._message_id is None:
+            self._overlap_ids = None
+        elif old.mode != _TAIL or self._overlap_ids is None:
+            self._overlap_ids = set()
         self._caught_up = anyio.Event()
         old.mode = _DRAIN
         new: _Link | None = None
+        attempts = 0
 
         async def attempt() -> None:
-            nonlocal new
-            if self._overlap_ids is not None:
+            nonlocal new, attempts
+            attempts += 1
+            if attempts > 1 and self._overlap_ids is not None:
                 self._overlap_ids.clear()  # only this attempt's overlap matters
             try:
                 new = await self._open()
@@ -418,46 +494,46 @@ class Supervisor:
             await _race(attempt, old.done.wait)
             if new is None and old.done.is_set():
                 self._overlap_ids = self._rotating_from = None
-                return await self._recover(old)
-        # If the old link died meanwhile, the new one was subscribed before
-        # that: the cutover below still loses nothing.
-        # Read the new link into its holding list while the old one drains.
-        self._rotating_to = new
-        self._start_reader(new)
-        await self._drain(old)
-        old.mode = _STOP
-        old.release.set()
-        # Publish what the new link held, in order, then let it go live.
-        while new.held:
-            batch, new.held = new.held, []
-            for msg in batch:
-                if self._overlap_ids is not None:
-                    mid = self._message_id(msg) if self._message_id else None
-                    if mid is not None and mid in self._overlap_ids:
-                        mux._counters["duplicates"] += 1
-                        continue
-                if self.hub.publish(msg):
-                    await self.hub.relieve()
-        new.mode = _LIVE if self._overlap_ids is None else _TAIL
-        self._rotating_to = self._rotating_from = None
-        self.live = new
-        mux._counters["rotations"] += 1
-        mux._set_state("open")
+                return None
         return new
 
-    async def _drain(self, old: _Link) -> None:
-        """Keep publishing the old link until it caught up, died or went quiet."""
+    async def _drain(self, old: _Link, new: _Link) -> bool:
+        """Keep publishing the old link until it has published what it received.
+
+        Stops early when the old link caught up with the new one (by message
+        id), ended, or stayed idle (waiting for data) for a short grace; at
+        ``rotation_drain`` it stops if idle, and otherwise gives a reader
+        that is behind as long again.
+
+        Returns:
+            True when nothing the old link received is left unpublished.
+        """
         opts = self.mux._options
         grace = min(0.05, opts.rotation_drain)
 
+        def done() -> bool:
+            return old.done.is_set() or self._caught_up.is_set()
+
         async def quiet() -> None:
-            seen = -1
-            while old.received != seen:
-                seen = old.received
-                await anyio.sleep(grace)
+            seen, since = -1, anyio.current_time()
+            while True:
+                await anyio.sleep(0.005)
+                if old.received != seen or not old.idle:
+                    seen, since = old.received, anyio.current_time()
+                elif anyio.current_time() - since >= grace:
+                    return
+
+        async def idle() -> None:
+            # Sampled: the reader's hot path only stores a flag.
+            while not old.idle:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
 
         with anyio.move_on_after(opts.rotation_drain):
-            await _race(old.done.wait, self._caught_up.wait, quiet)
+            await _race(old.done.wait, self._caught_up.wait, new.done.wait, quiet)
+        if not done() and not old.idle and not new.done.is_set():
+            with anyio.move_on_after(opts.rotation_drain):
+                await _race(old.done.wait, self._caught_up.wait, new.done.wait, idle)
+        return done() or old.idle
 
     async def _recover(self, old: _Link) -> _Link:
         """Unplanned loss: gap, callbacks, backoff, reconnect."""
