@@ -1,0 +1,202 @@
+"""Regressions from review: lifecycle races, rotation edge cases, topic bookkeeping."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import orjson
+import pytest
+
+from wsmux import ConnectionGap, Multiplexer, RetriesExhausted
+from wsmux.testing import FeedServer
+
+pytestmark = pytest.mark.anyio
+
+FAST = {"backoff_base": 0.02, "backoff_cap": 0.1, "close_timeout": 0.5}
+
+
+class Rotating(Multiplexer):
+    """Rotates each time the test sets ``rotate``."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.rotate = anyio.Event()
+
+    async def _when2create_new_ws(self) -> None:
+        await self.rotate.wait()
+        self.rotate = anyio.Event()
+
+
+async def until(predicate: Any, seconds: float = 3.0) -> None:
+    with anyio.fail_after(seconds):
+        while not predicate():
+            await anyio.sleep(0.005)
+
+
+async def test_run_returns_when_the_multiplexer_dies_after_opening() -> None:
+    with FeedServer() as srv:
+        mux = Multiplexer(srv.url, max_attempts=1, **FAST)
+        with anyio.fail_after(3):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(mux.wait_connected)
+                failed: list[BaseException] = []
+
+                async def run() -> None:
+                    try:
+                        await mux.run()
+                    except RetriesExhausted as exc:
+                        failed.append(exc)
+
+                tg.start_soon(run)
+                await until(lambda: mux.state == "open")
+                srv.refuse(None, status=503)
+                srv.drop()
+        assert mux.state == "failed" and failed
+
+
+async def test_exit_from_a_disconnect_callback_ends_the_streams() -> None:
+    async def on_disconnect(mux: Multiplexer) -> None:
+        await mux.exit()
+
+    with FeedServer() as srv:
+        mux = Multiplexer(srv.url, disconnect_fn=on_disconnect, **FAST)
+        stream = mux.stream_filter()
+        with anyio.fail_after(3):
+            async with mux:
+                srv.drop()
+                assert [m async for m in stream] == []
+        assert mux.state == "closed"
+
+
+async def test_exit_right_after_starting_run_stops_it() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there: run() would retry for ever
+    mux = Multiplexer(f"ws://127.0.0.1:{port}", **FAST)
+    with anyio.fail_after(2):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(mux.run)
+            await anyio.lowlevel.checkpoint()
+            await mux.exit()
+    assert mux.state == "closed"
+
+
+async def test_a_topic_subscribed_during_a_rotation_reaches_the_new_connection() -> None:
+    with FeedServer(require_subscribe=True) as srv:
+        mux = Rotating(srv.url, rotation_drain=1.0, **FAST)
+        async with mux:
+            await mux.subscribe("sym0@trade")
+            srv.start_feed(rate=500)
+            mux.rotate.set()
+            await until(lambda: len(srv.open_connections()) == 2)
+            await mux.subscribe("sym1@trade")
+            await until(lambda: mux.stats().rotations == 1)
+            await until(lambda: srv.open_connections()[-1].subscriptions >= {"sym1@trade"})
+            srv.stop_feed()
+        last = srv.records()[-1]
+        assert last.subscriptions == {"sym0@trade", "sym1@trade"}
+
+
+async def test_the_old_connection_is_kept_when_the_new_one_dies_mid_rotation() -> None:
+    with FeedServer() as srv:
+        mux = Rotating(srv.url, rotation_drain=1.0, **FAST)
+        stream = mux.stream_filter(gaps="raise", maxsize=100_000)
+        srv.start_feed(rate=500)
+        async with mux:
+            mux.rotate.set()
+            await until(lambda: len(srv.open_connections()) == 2)
+            srv.drop(conn=srv.open_connections()[-1].id)
+            await until(lambda: mux.stats().rotations == 1)  # retried, then done
+            stats = mux.stats()
+            assert stats.disconnects == 0 and stats.reconnects == 0
+            while True:  # no ConnectionGap anywhere: the rotation stayed planned
+                try:
+                    stream.receive_nowait()
+                except anyio.WouldBlock:
+                    break
+            srv.stop_feed()
+
+
+async def test_topic_changes_converge_whatever_the_task_order() -> None:
+    with FeedServer(require_subscribe=True) as srv:
+        async with Multiplexer(srv.url, **FAST) as mux:
+            for _ in range(10):
+                first = mux.stream_filter(topics=["sym1@trade"])
+                await first.close()
+                second = mux.stream_filter(topics=["sym1@trade"])
+                await until(lambda: srv.open_connections()[-1].subscriptions == {"sym1@trade"})
+                await anyio.sleep(0.02)  # let any late message land
+                assert srv.open_connections()[-1].subscriptions == {"sym1@trade"}
+                await second.close()
+                await until(lambda: srv.open_connections()[-1].subscriptions == set())
+
+
+async def test_unsubscribe_keeps_topics_that_streams_still_need() -> None:
+    with FeedServer(require_subscribe=True) as srv:
+        async with Multiplexer(srv.url, **FAST) as mux:
+            stream = mux.stream_filter(topics=["x@trade"])
+            await mux.subscribe("x@trade", "y@trade")
+            await mux.unsubscribe("x@trade", "y@trade")
+            assert mux.topics == ["x@trade"]
+            await until(lambda: srv.open_connections()[-1].subscriptions == {"x@trade"})
+            await mux.subscribe("x@trade")
+            await stream.close()  # the explicit subscription remains
+            await anyio.sleep(0.05)
+            assert mux.topics == ["x@trade"]
+            assert srv.open_connections()[-1].subscriptions == {"x@trade"}
+
+
+async def test_a_value_error_in_on_connect_is_retried_not_fatal() -> None:
+    class Auth(Multiplexer):
+        calls = 0
+
+        async def _on_connect(self, ws: Any) -> None:
+            Auth.calls += 1
+            if Auth.calls == 1:
+                orjson.loads(b"{garbled auth reply")  # JSONDecodeError is a ValueError
+
+    with FeedServer() as srv, anyio.fail_after(3):
+        async with Auth(srv.url, **FAST) as mux:
+            assert mux.stats().connect_errors == 1
+    assert Auth.calls == 2
+
+
+async def test_a_rotation_that_cannot_drain_says_so() -> None:
+    """A consumer that holds the old connection back: no silent loss."""
+    with FeedServer() as srv:
+        mux = Rotating(srv.url, rotation_drain=0.1, **FAST)
+        seqs: list[int] = []
+        gaps = 0
+        async with mux:
+            stream = mux.stream_filter(overflow="block", maxsize=16, gaps="raise")
+            srv.start_feed(rate=3000, count=1500, min_clients=1)
+
+            async def consume() -> None:
+                nonlocal gaps
+                while True:
+                    try:
+                        msg = await stream.receive()
+                    except ConnectionGap:
+                        gaps += 1
+                        continue
+                    except anyio.EndOfStream:
+                        return
+                    if "seq" in msg:
+                        seqs.append(msg["seq"])
+                    await anyio.sleep(0.001)  # slower than the feed
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await anyio.sleep(0.1)
+                mux.rotate.set()
+                await until(lambda: mux.stats().rotations == 1, 5)
+                await srv.wait_feed_done_async()
+                await until(lambda: bool(seqs) and seqs[-1] == 1500, 10)
+                tg.cancel_scope.cancel()
+        missing = set(range(1, 1501)) - set(seqs)
+        # Either nothing was lost, or the loss was announced where it happened.
+        assert not missing or (gaps >= 1 and mux.stats().rotation_gaps >= 1)
