@@ -84,8 +84,10 @@ class Multiplexer(Messaging):
         max_attempts: Give up after this many failed attempts in a row
             (None: never give up).
         retry_after_cap: Longest ``Retry-After`` honoured, in seconds.
-        rotation_drain: Longest time to keep reading the old connection
-            after the new one is ready, during a planned rotation.
+        rotation_drain: During a planned rotation, how long the old
+            connection may take to publish what it received once the new one
+            is ready; one that is still busy then gets as long again, after
+            which the cutover is announced as a gap.
         send_timeout: How long ``send`` waits for an open connection.
         send_rate: ``(count, seconds)``: at most ``count`` outbound messages
             per ``seconds``, shared by every sender; None for no limit.
