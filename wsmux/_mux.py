@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextvars
-import inspect
 import itertools
-from collections.abc import Awaitable, Callable, Hashable, Iterable
-from types import TracebackType
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Literal
 
 import anyio
@@ -17,6 +14,7 @@ from websockets.uri import parse_uri
 from ._connection import Connection, ScrubbingLogger, default_connect
 from ._exceptions import FatalConnectError, MultiplexerClosed, NotConnected
 from ._hub import Handler, Hub, _is_async
+from ._lifecycle import _IN_OWN_TASK, Lifecycle
 from ._log import log, redact_url
 from ._match import Filters, compile_filters
 from ._messaging import Messaging
@@ -31,10 +29,6 @@ State = Literal[
     "idle", "connecting", "open", "rotating", "reconnecting", "closing", "closed", "failed"
 ]
 
-#: Set in the tasks wsmux runs user code in (async handlers), so that
-#: ``exit()`` called from there does not wait for its own task.
-_IN_OWN_TASK: contextvars.ContextVar[bool] = contextvars.ContextVar("wsmux_own", default=False)
-
 
 class _TypedStream(Stream):
     __slots__ = ("_kind",)
@@ -46,7 +40,7 @@ class _TypedStream(Stream):
             Stream._put(self, msg)
 
 
-class Multiplexer(Messaging):
+class Multiplexer(Lifecycle, Messaging):
     """One supervised websocket connection feeding any number of streams.
 
     ``Multiplexer(url)`` works as it is; exchange adapters subclass it and
@@ -457,45 +451,15 @@ class Multiplexer(Messaging):
 
         return decorate
 
-    def _in_background(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        if self._tg is None or self._exiting:
-            return
-
-        scope = anyio.CancelScope()
-        if not self._background:
-            self._background_idle = anyio.Event()
-        self._background.add(scope)
-
-        async def run() -> None:
-            try:
-                with scope:
-                    await fn(*args)
-            except Exception as exc:
-                log.warning("background %s failed: %r", getattr(fn, "__name__", fn), exc)
-            finally:
-                self._background.discard(scope)
-                if not self._background and self._background_idle is not None:
-                    self._background_idle.set()
-
-        self._tg.start_soon(run)
-
-    async def _call_back(self, name: str, args: tuple[Any, ...]) -> None:
-        fn = self._callbacks[name]
-        if fn is None:
-            return
-        try:
-            result = fn(self, *args)
-            if inspect.isawaitable(result):
-                await result
-        except Exception as exc:
-            log.error("%s raised %r", name, exc, exc_info=exc)
-
     # -- state -----------------------------------------------------------------
 
     @property
     def state(self) -> State:
         """One of idle, connecting, open, rotating, reconnecting, closing, closed, failed."""
         return self._state
+
+    def _new_supervisor(self, tg: anyio.abc.TaskGroup) -> Supervisor:
+        return Supervisor(self, tg)
 
     def _live_topics(self) -> set[str] | None:
         sup = self._sup
@@ -582,145 +546,6 @@ class Multiplexer(Messaging):
             last_message_at=self._last_message_at,
             last_disconnect=self._last_disconnect,
         )
-
-    # -- lifecycle -------------------------------------------------------------
-
-    async def __aenter__(self) -> Multiplexer:
-        if self._exiting:
-            raise MultiplexerClosed(f"{self!r} has exited; create a new one")
-        if self._state != "idle":
-            raise RuntimeError(f"{self!r} was already started")
-        # Bind the events to the loop that runs us, not the one that built us
-        # (trio in the main thread, run_in_thread on asyncio, say).
-        before, self._state_changed = self._state_changed, anyio.Event()
-        before.set()
-        self._ready = anyio.Event()
-        self._set_state("connecting")  # from here on, exit() shuts down a start
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
-        try:
-            await self._hub.__aenter__()
-            self._sup = Supervisor(self, tg)
-            tg.start_soon(self._supervise, name="wsmux supervisor")
-            await self._ready.wait()
-        except BaseException as exc:
-            await self._finish()
-            raise exc from None
-        if self._error is not None:
-            await self._finish()
-            raise self._error
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._finish()
-        if self._error is not None and exc is None:
-            raise self._error
-
-    async def _finish(self) -> None:
-        # Even when the caller is cancelled: shut down (bounded by the close
-        # and drain timeouts), then leave both task groups entered in
-        # __aenter__, innermost first, outside any scope opened here.
-        try:
-            with anyio.CancelScope(shield=True):
-                await self._shutdown(wait=True)
-        finally:
-            tg, self._tg = self._tg, None
-            try:
-                await self._hub.__aexit__(None, None, None)
-            finally:
-                try:
-                    if tg is not None:
-                        tg.cancel_scope.cancel()
-                        await tg.__aexit__(None, None, None)
-                finally:
-                    self._set_state("failed" if self._error is not None else "closed")
-
-    async def _supervise(self) -> None:
-        assert self._sup is not None
-        with anyio.CancelScope() as self._run_scope:
-            if self._exiting:  # exit() came before the supervisor's first step
-                self._ready.set()
-                return
-            try:
-                await self._sup.run(self._ready.set)
-            except Exception as exc:
-                if not self._exiting:
-                    log.error("%s failed: %s", self._redacted, exc)
-                    self._error = exc
-                    self._set_state("failed")
-                    self._hub.close(exc)
-                    if self._ready.is_set():
-                        self._in_background(self._shutdown)
-            finally:
-                self._ready.set()
-
-    async def _shutdown(self, wait: bool = True) -> None:
-        """Stop the supervisor, close every socket, end every stream.
-
-        Args:
-            wait: Also wait for async handlers to drain what they hold.
-        """
-        if not self._exiting:
-            self._exiting = True
-            if self._state != "failed":
-                self._set_state("closing")
-            if self._run_scope is not None:
-                self._run_scope.cancel()
-            for scope in list(self._background):
-                scope.cancel()
-            sup = self._sup
-            # Streams end now, before any await: the caller may be a callback
-            # whose own background scope was just cancelled.
-            self._hub.close(self._error)
-            if sup is not None:
-                for link in list(sup.links):
-                    link.release.set()
-                    if link.conn is None:
-                        link.holder_scope.cancel()  # still connecting
-                with anyio.CancelScope(shield=True):
-                    with anyio.move_on_after(self._options.close_timeout + 0.5):
-                        for link in list(sup.links):
-                            await link.closed.wait()
-        if wait:
-            await self._hub.wait_idle()
-            idle = self._background_idle
-            if self._background and idle is not None:
-                with anyio.move_on_after(self._options.close_timeout + 0.5):
-                    await idle.wait()
-
-    async def run(self) -> None:
-        """Run until :meth:`exit` is called (for use in a task).
-
-        Raises:
-            FatalConnectError: Connecting failed for good.
-            RetriesExhausted: ``max_attempts`` attempts failed.
-        """
-        if self._exiting and self._tg is None:
-            return  # exit() came first
-        async with self:
-            while not self._exiting and self._state not in ("failed", "closed"):
-                await self._wait_state_change(float("inf"))
-
-    async def exit(self) -> None:
-        """Close the connection, end every stream, and wait until done.
-
-        Idempotent, and safe from any task: called from inside an async
-        handler it starts the shutdown and returns without waiting for the
-        handler's own task. When the multiplexer died, the error is raised
-        by ``async with`` (or :meth:`run`), not here.
-        """
-        if self._state == "idle" and self._tg is None:
-            self._exiting = True
-            self._hub.close()
-            self._set_state("closed")
-            return
-        await self._shutdown(wait=not _IN_OWN_TASK.get())
 
 
 class _OwnTask:
