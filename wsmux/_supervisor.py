@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import orjson
 
 from ._backoff import Backoff
@@ -236,8 +237,11 @@ class Supervisor:
         self.links.add(link)
         try:
             made: Any = None
-            with link.holder_scope:
+            with link.holder_scope:  # cancelled by exit() while connecting
                 made = await self.mux._create_ws()
+                if not hasattr(made, "recv") and hasattr(made, "__aenter__"):
+                    await self._hold_context(link, made, task_status)
+                    return
             if link.holder_scope.cancel_called:
                 if made is not None and hasattr(made, "recv"):
                     with anyio.CancelScope(shield=True), anyio.move_on_after(0.5):
@@ -255,16 +259,6 @@ class Supervisor:
                                 await made.close()
                             except Exception as exc:
                                 log.debug("closing connection %d: %r", link.id, exc)
-            elif hasattr(made, "__aenter__"):
-                try:
-                    async with made as conn:
-                        link.conn = conn
-                        task_status.started()
-                        await link.release.wait()
-                except Exception as exc:
-                    if link.conn is None:
-                        raise
-                    log.debug("closing connection %d: %r", link.id, exc)
             else:
                 raise TypeError(
                     "_create_ws must return a connection (with recv/send/close) or an async "
@@ -275,6 +269,20 @@ class Supervisor:
             link.scope.cancel()
             link.reader_scope.cancel()
             link.closed.set()
+
+    async def _hold_context(
+        self, link: _Link, made: Any, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        """Hold a connection given as an async context manager (trio's client)."""
+        try:
+            async with made as conn:
+                link.conn = conn
+                task_status.started()
+                await link.release.wait()
+        except Exception as exc:
+            if link.conn is None:
+                raise
+            log.debug("closing connection %d: %r", link.id, exc)
 
     # -- reading -------------------------------------------------------------
 
@@ -500,40 +508,44 @@ class Supervisor:
     async def _drain(self, old: _Link, new: _Link) -> bool:
         """Keep publishing the old link until it has published what it received.
 
-        Stops early when the old link caught up with the new one (by message
-        id), ended, or stayed idle (waiting for data) for a short grace; at
-        ``rotation_drain`` it stops if idle, and otherwise gives a reader
-        that is behind as long again.
+        Stops when the old link caught up with the new one (by message id),
+        ended, or is waiting for data with everything it received published.
+        A reader that is behind (held back by a full ``block`` stream) gets
+        ``rotation_drain`` twice; after that the cutover loses what it holds.
 
         Returns:
             True when nothing the old link received is left unpublished.
         """
         opts = self.mux._options
-        grace = min(0.05, opts.rotation_drain)
+        settled = False
 
         def done() -> bool:
             return old.done.is_set() or self._caught_up.is_set()
 
         async def quiet() -> None:
-            seen, since = -1, anyio.current_time()
+            # The reader is drained when it waits in recv() for data. Idle
+            # alone is not proof: under trio recv() checkpoints even with
+            # data buffered, so idle must hold, with no new message, across
+            # a few scheduler passes. (Sampled: the reader's hot path only
+            # stores a flag.)
+            nonlocal settled
             while True:
                 await anyio.sleep(0.005)
-                if old.received != seen or not old.idle:
-                    seen, since = old.received, anyio.current_time()
-                elif anyio.current_time() - since >= grace:
+                if not old.idle:
+                    continue
+                seen = old.received
+                for _ in range(3):
+                    await anyio.lowlevel.checkpoint()
+                if old.idle and old.received == seen:
+                    settled = True
                     return
 
-        async def idle() -> None:
-            # Sampled: the reader's hot path only stores a flag.
-            while not old.idle:  # noqa: ASYNC110
-                await anyio.sleep(0.005)
-
-        with anyio.move_on_after(opts.rotation_drain):
-            await _race(old.done.wait, self._caught_up.wait, new.done.wait, quiet)
-        if not done() and not old.idle and not new.done.is_set():
+        for _ in range(2):  # the second round gives a reader that is behind as long again
             with anyio.move_on_after(opts.rotation_drain):
-                await _race(old.done.wait, self._caught_up.wait, new.done.wait, idle)
-        return done() or old.idle
+                await _race(old.done.wait, self._caught_up.wait, new.done.wait, quiet)
+            if done() or settled or new.done.is_set():
+                break
+        return done() or settled
 
     async def _recover(self, old: _Link) -> _Link:
         """Unplanned loss: gap, callbacks, backoff, reconnect."""
