@@ -124,6 +124,7 @@ async def test_the_old_connection_is_kept_when_the_new_one_dies_mid_rotation() -
 async def test_topic_changes_converge_whatever_the_task_order() -> None:
     with FeedServer(require_subscribe=True) as srv:
         async with Multiplexer(srv.url, **FAST) as mux:
+            await srv.wait_for_connections_async(1)  # the server's side too
             for _ in range(10):
                 first = mux.stream_filter(topics=["sym1@trade"])
                 await first.close()
@@ -138,6 +139,7 @@ async def test_topic_changes_converge_whatever_the_task_order() -> None:
 async def test_unsubscribe_keeps_topics_that_streams_still_need() -> None:
     with FeedServer(require_subscribe=True) as srv:
         async with Multiplexer(srv.url, **FAST) as mux:
+            await srv.wait_for_connections_async(1)  # the server's side too
             stream = mux.stream_filter(topics=["x@trade"])
             await mux.subscribe("x@trade", "y@trade")
             await mux.unsubscribe("x@trade", "y@trade")

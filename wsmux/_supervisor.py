@@ -509,9 +509,10 @@ class Supervisor:
         """Keep publishing the old link until it has published what it received.
 
         Stops when the old link caught up with the new one (by message id),
-        ended, or is waiting for data with everything it received published.
-        A reader that is behind (held back by a full ``block`` stream) gets
-        ``rotation_drain`` twice; after that the cutover loses what it holds.
+        ended, or went quiet; else after ``rotation_drain``, the next time it
+        waits for data with everything it received published. A reader held
+        back (by a full ``block`` stream) gets ``rotation_drain`` once more;
+        after that the cutover loses what it still holds.
 
         Returns:
             True when nothing the old link received is left unpublished.
@@ -522,16 +523,19 @@ class Supervisor:
         def done() -> bool:
             return old.done.is_set() or self._caught_up.is_set()
 
-        async def quiet() -> None:
+        async def settle(grace: float) -> None:
             # The reader is drained when it waits in recv() for data. Idle
             # alone is not proof: under trio recv() checkpoints even with
             # data buffered, so idle must hold, with no new message, across
-            # a few scheduler passes. (Sampled: the reader's hot path only
-            # stores a flag.)
+            # a few scheduler passes, and for ``grace`` (frames still in
+            # flight). Sampled: the reader's hot path only stores a flag.
             nonlocal settled
+            last, since = old.received, anyio.current_time()
             while True:
                 await anyio.sleep(0.005)
-                if not old.idle:
+                if old.received != last:
+                    last, since = old.received, anyio.current_time()
+                if not old.idle or anyio.current_time() - since < grace:
                     continue
                 seen = old.received
                 for _ in range(3):
@@ -540,9 +544,18 @@ class Supervisor:
                     settled = True
                     return
 
-        for _ in range(2):  # the second round gives a reader that is behind as long again
+        # Quiet for a grace ends the drain early; otherwise the old link is
+        # read for rotation_drain (duplicates, not gaps, without message ids),
+        # then stops the next time it waits for data. A reader held back by
+        # a full "block" stream gets rotation_drain once more.
+        for grace in (min(0.05, opts.rotation_drain), 0.0):
             with anyio.move_on_after(opts.rotation_drain):
-                await _race(old.done.wait, self._caught_up.wait, new.done.wait, quiet)
+                await _race(
+                    old.done.wait,
+                    self._caught_up.wait,
+                    new.done.wait,
+                    functools.partial(settle, grace),
+                )
             if done() or settled or new.done.is_set():
                 break
         return done() or settled
