@@ -618,6 +618,7 @@ class FeedCore:
         n = 1 if lives is None else len(lives)
         with self._lock:  # stats() copies the counter from another thread
             self._faults[name] += n
+        self._notify()  # a waiter may be waiting on this very count
         return n
 
     def _do_close(self, conn: int | None, code: int = 1000, reason: str = "") -> int:
