@@ -256,11 +256,16 @@ async def test_send_request_and_subscription_replay(server: FeedServer) -> None:
             "sym2@trade",
         ]
         assert msgs[4]["method"] == "UNSUBSCRIBE" and msgs[4]["params"] == ["sym2@trade"]
+        first = server.open_connections()[-1].id
         server.drop()
         with anyio.fail_after(3):
             while mux.stats().reconnects < 1:
                 await anyio.sleep(0.01)
-        second = server.open_connections()[-1]
+            # The server may not have seen the drop, nor the new connection, yet.
+            await server.wait_until_async(
+                lambda: any(r.id != first for r in server.open_connections())
+            )
+        second = next(r for r in server.open_connections() if r.id != first)
         with anyio.fail_after(2):
             while not server.client_messages(second.id):
                 await anyio.sleep(0.01)

@@ -31,8 +31,16 @@ class Rotating(Multiplexer):
 
 
 async def until(predicate: Any, seconds: float = 3.0) -> None:
+    """Poll a predicate; a connection list that is briefly empty counts as False."""
+
+    def holds() -> bool:
+        try:
+            return bool(predicate())
+        except IndexError:
+            return False
+
     with anyio.fail_after(seconds):
-        while not predicate():
+        while not holds():
             await anyio.sleep(0.005)
 
 
