@@ -196,12 +196,15 @@ def test_gaps_and_lag_are_reported(server: FeedServer) -> None:
 
 def test_blocked_main_thread_delays_nothing(server: FeedServer) -> None:
     """The main thread blocks (sleep, then a busy loop) longer than the ping timeout."""
-    mux = Multiplexer(server.url, ping_interval=0.05, ping_timeout=0.1, **FAST)
+    # Pings every 0.1 s, 0.3 s to answer; the main thread blocks for 0.8 s in
+    # all. (Tighter timeouts make this test flaky on a loaded 2-core machine,
+    # where three threads share one GIL.)
+    mux = Multiplexer(server.url, ping_interval=0.1, ping_timeout=0.3, **FAST)
     with run_in_thread(mux) as t:
         stream = t.stream_filter(maxsize=100_000, gaps="raise", timeout=5)
         server.start_feed(rate=2000)
-        time.sleep(0.25)
-        end = time.monotonic() + 0.25
+        time.sleep(0.4)
+        end = time.monotonic() + 0.4
         while time.monotonic() < end:
             sum(range(1000))
         server.stop_feed()
