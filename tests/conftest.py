@@ -18,7 +18,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 
 def _live_tasks() -> list[str]:
-    from wsmux._connection import current_backend
+    from wsmux.connection._transport import current_backend
 
     if current_backend() == "trio":
         import trio

@@ -8,8 +8,6 @@ Public names live here; the modules behind them are private, one per layer:
 AsyncWebsocketStreamInterface API.
 """
 
-from ._backoff import Backoff
-from ._connection import Connection
 from ._exceptions import (
     ConnectError,
     ConnectionGap,
@@ -22,10 +20,12 @@ from ._exceptions import (
     StreamLagged,
     WsmuxError,
 )
-from ._hub import Hub
 from ._mux import Multiplexer, MultiplexerStats, State
-from ._stream import Overflow, Stream, StreamStatistics
-from ._threaded import MuxThread, ThreadStream, run_in_thread
+from .connection._backoff import Backoff
+from .connection._transport import Connection
+from .fanout._hub import Hub
+from .fanout._stream import Overflow, Stream, StreamStatistics
+from .threads._mux_thread import MuxThread, ThreadStream, run_in_thread
 
 __all__ = [
     "Backoff",

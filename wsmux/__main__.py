@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit code: 0 on success, 1 on failure, 2 for a usage error.
     """
-    from . import _bench, _cli
+    from .bench import _run as _bench
+    from .cli import _commands as _cli
 
     parser = argparse.ArgumentParser(
         prog="wsmux",

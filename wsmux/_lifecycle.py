@@ -18,12 +18,12 @@ import anyio
 import anyio.abc
 
 from ._exceptions import MultiplexerClosed
-from ._hub import Hub
 from ._log import log
 from ._options import Options
+from .fanout._hub import Hub
 
 if TYPE_CHECKING:
-    from ._supervisor import Supervisor
+    from .connection._supervisor import Supervisor
 
 __all__ = ["Lifecycle"]
 

@@ -11,17 +11,17 @@ import anyio.abc
 import orjson
 from websockets.uri import parse_uri
 
-from ._connection import Connection, ScrubbingLogger, default_connect
 from ._exceptions import FatalConnectError, MultiplexerClosed, NotConnected
-from ._hub import Handler, Hub, _is_async
 from ._lifecycle import _IN_OWN_TASK, Lifecycle
 from ._log import log, redact_url
-from ._match import Filters, compile_filters
-from ._messaging import Messaging
 from ._options import MultiplexerStats, Options
-from ._ratelimit import RateLimiter
-from ._stream import Overflow, Stream
-from ._supervisor import Supervisor
+from ._outbound import Messaging
+from .connection._ratelimit import RateLimiter
+from .connection._supervisor import Supervisor
+from .connection._transport import Connection, ScrubbingLogger, default_connect
+from .fanout._hub import Handler, Hub, _is_async
+from .fanout._match import Filters, compile_filters
+from .fanout._stream import Overflow, Stream
 
 __all__ = ["Multiplexer", "MultiplexerStats", "State"]
 
@@ -154,7 +154,7 @@ class Multiplexer(Lifecycle, Messaging):
         if not (backoff_base > 0 and backoff_cap >= backoff_base):
             raise ValueError("backoff_base must be > 0 and backoff_cap >= backoff_base")
         if transport == "picows":
-            from ._picows import require_picows
+            from .connection._picows import require_picows
 
             require_picows()
         elif transport != "websockets":
@@ -239,7 +239,7 @@ class Multiplexer(Lifecycle, Messaging):
         parse_uri(self.url)  # InvalidURI, fatal, for either transport
         opts = self._options
         if opts.transport == "picows":
-            from ._picows import picows_connect
+            from .connection._picows import picows_connect
 
             return await picows_connect(
                 self.url,

@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Literal
 
-from ._match import Filters
 from ._mux import Multiplexer
-from ._stream import Overflow, Stream
+from .fanout._match import Filters
+from .fanout._stream import Overflow, Stream
 
 __all__ = ["AsyncWebsocketStreamInterface"]
 

@@ -2,7 +2,7 @@
 
 :class:`FeedCore` runs the websocket server on a private event loop; the
 public :class:`wsmux.testing.FeedServer` wraps it with documented controls.
-The frames and records live in :mod:`wsmux._feedmsg`.
+The frames and records live in :mod:`wsmux.testing._frames`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from ._feedmsg import (
+from ._frames import (
     _API_ENDPOINTS,
     _CONN_FAULTS,
     _NO_KEY,

@@ -14,7 +14,7 @@ Nothing is sent before the client's first text frame (``go``), so the
 client times only the feed. The server answers pings and close frames and
 exits when its standard input closes, so it never outlives the bench.
 
-Run it as ``python -m wsmux._benchserver``; it prints ``PORT <n>`` first.
+Run it as ``python -m wsmux.bench._server``; it prints ``PORT <n>`` first.
 """
 
 from __future__ import annotations

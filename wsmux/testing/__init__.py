@@ -40,8 +40,8 @@ import anyio
 from websockets.exceptions import ProtocolError
 from websockets.frames import Close
 
-from wsmux._feed import FeedCore
-from wsmux._feedmsg import (
+from ._core import FeedCore
+from ._frames import (
     FAULTS,
     KINDS,
     ConnectionRecord,

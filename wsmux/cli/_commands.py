@@ -24,11 +24,11 @@ import anyio
 import anyio.abc
 import orjson
 
-from ._exceptions import ConnectionGap, StreamLagged, WsmuxError
-from ._log import redact_url
-from ._mux import Multiplexer
-from ._stream import Stream
-from ._threaded import ThreadStream, run_in_thread
+from .._exceptions import ConnectionGap, StreamLagged, WsmuxError
+from .._log import redact_url
+from .._mux import Multiplexer
+from ..fanout._stream import Stream
+from ..threads._mux_thread import ThreadStream, run_in_thread
 
 __all__ = ["add_parsers"]
 
@@ -431,7 +431,7 @@ class _Line:
 
 
 async def _run_demo(args: argparse.Namespace, line: _Line) -> dict[str, Any]:
-    from .testing import FeedServer
+    from ..testing import FeedServer
 
     symbols = [f"SYM{i}" for i in range(args.symbols)]
     fast: dict[str, Any] = {"backoff_base": 0.1, "backoff_cap": 1.0, "close_timeout": 1.0}

@@ -26,9 +26,9 @@ from websockets.datastructures import Headers
 from websockets.frames import OK_CLOSE_CODES, Close
 from websockets.http11 import Response
 
-from ._backend import current_backend
-from ._connection import ScrubbingLogger, scrub
-from ._exceptions import FatalConnectError
+from .._backend import current_backend
+from .._exceptions import FatalConnectError
+from ._transport import ScrubbingLogger, scrub
 
 picows: Any
 try:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsmux._match import Index, compile_filters, reference_match
+from wsmux.fanout._match import Index, compile_filters, reference_match
 
 
 def match_all(filters: Any, msg: Any) -> bool:

@@ -1,7 +1,7 @@
 """``wsmux bench``: wsmux against the loop a user would otherwise write.
 
 One run, one machine: a feed server in another process (see
-:mod:`wsmux._benchserver`) bursts pre-encoded trades; the baseline reads them
+:mod:`wsmux.bench._server`) bursts pre-encoded trades; the baseline reads them
 with websockets' asyncio client and orjson, no fan-out; the wsmux scenarios
 read the same bursts through a multiplexer:
 
@@ -40,10 +40,10 @@ from typing import Any, TypeVar
 import anyio
 import orjson
 
-from ._benchserver import symbol
-from ._exceptions import StreamLagged
-from ._mux import Multiplexer
-from ._stream import Stream
+from .._exceptions import StreamLagged
+from .._mux import Multiplexer
+from ..fanout._stream import Stream
+from ._server import symbol
 
 __all__ = ["BenchResult", "ScenarioResult", "Target", "add_parser", "print_table", "run_bench"]
 
@@ -209,7 +209,7 @@ def _run_async(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
 def _feed_server() -> Iterator[int]:
     """Run the feed server in a child process; always stop it."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wsmux._benchserver"],
+        [sys.executable, "-m", "wsmux.bench._server"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
@@ -446,7 +446,7 @@ async def _memory_probe(idle: int, stalled: int) -> dict[str, float]:
     """Measure idle streams and a stalled consumer, publishing to a Hub directly."""
     import gc
 
-    from ._hub import Hub
+    from ..fanout._hub import Hub
 
     # Symbols none of the idle streams selects: only the stalled stream fills.
     raw = [
@@ -511,7 +511,7 @@ def _memory_child() -> None:
 
 
 def _run_memory(idle: int, stalled: int) -> dict[str, float]:
-    code = "from wsmux._bench import _memory_child; _memory_child()"
+    code = "from wsmux.bench._run import _memory_child; _memory_child()"
     done = subprocess.run(
         [sys.executable, "-c", code, str(idle), str(stalled)],
         capture_output=True,

@@ -28,15 +28,15 @@ import anyio
 import anyio.lowlevel
 from anyio.from_thread import BlockingPortal
 
-from ._exceptions import MultiplexerClosed, NotConnected
-from ._hub import _is_async, _name
-from ._log import log
-from ._match import Filters
-from ._stream import Overflow
-from ._threadstream import ThreadStream, _HandlerThread
+from .._exceptions import MultiplexerClosed, NotConnected
+from .._log import log
+from ..fanout._hub import _is_async, _name
+from ..fanout._match import Filters
+from ..fanout._stream import Overflow
+from ._thread_stream import ThreadStream, _HandlerThread
 
 if TYPE_CHECKING:
-    from ._mux import Multiplexer, MultiplexerStats
+    from .._mux import Multiplexer, MultiplexerStats
 
 __all__ = ["MuxThread", "ThreadStream", "run_in_thread"]
 

@@ -17,9 +17,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import websockets.exceptions as wse
 
-from ._backend import current_backend
-from ._exceptions import FatalConnectError
-from ._log import redact_url
+from .._backend import current_backend
+from .._exceptions import FatalConnectError
+from .._log import redact_url
 
 __all__ = [
     "Connection",

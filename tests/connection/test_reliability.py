@@ -26,13 +26,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import wsmux._supervisor
+import wsmux.connection._supervisor
 from wsmux import ConnectionGap, FatalConnectError, RetriesExhausted, StreamLagged
-from wsmux._backoff import Backoff
-from wsmux._hub import Hub
-from wsmux._match import reference_match
 from wsmux._mux import Multiplexer
-from wsmux._stream import Stream
+from wsmux.connection._backoff import Backoff
+from wsmux.fanout._hub import Hub
+from wsmux.fanout._match import reference_match
+from wsmux.fanout._stream import Stream
 from wsmux.testing import FeedServer
 
 pytestmark = pytest.mark.anyio
@@ -52,7 +52,7 @@ FAST: dict[str, Any] = {
 
 def live_tasks() -> int:
     """Count the tasks alive in the running event loop (either backend)."""
-    from wsmux._connection import current_backend
+    from wsmux.connection._transport import current_backend
 
     if current_backend() == "trio":
         import trio
@@ -183,7 +183,7 @@ class RecordingBackoff(Backoff):
 def backoff(monkeypatch: pytest.MonkeyPatch) -> Callable[[], RecordingBackoff]:
     """Make the supervisor's backoff seeded and observable."""
     RecordingBackoff.made = []
-    monkeypatch.setattr(wsmux._supervisor, "Backoff", RecordingBackoff)
+    monkeypatch.setattr(wsmux.connection._supervisor, "Backoff", RecordingBackoff)
 
     def only() -> RecordingBackoff:
         assert len(RecordingBackoff.made) == 1

@@ -11,8 +11,8 @@ import anyio
 import pytest
 
 from wsmux import ConnectionGap, FatalConnectError, Multiplexer, NotConnected, StreamLagged
-from wsmux._threaded import MuxThread, ThreadStream, run_in_thread
 from wsmux.testing import FeedServer
+from wsmux.threads._mux_thread import MuxThread, ThreadStream, run_in_thread
 
 FAST: dict[str, Any] = {
     "backoff_base": 0.02,

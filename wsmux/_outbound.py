@@ -16,11 +16,11 @@ import anyio.lowlevel
 import orjson
 
 from ._exceptions import MultiplexerClosed, RequestTimeout
-from ._hub import Hub
 from ._log import log
 from ._options import Options
-from ._ratelimit import RateLimiter
-from ._stream import Stream
+from .connection._ratelimit import RateLimiter
+from .fanout._hub import Hub
+from .fanout._stream import Stream
 
 __all__ = ["Messaging"]
 

@@ -10,8 +10,8 @@ import pytest
 import websockets.exceptions as wse
 
 from wsmux import FatalConnectError, Multiplexer
-from wsmux._picows import PicowsConnection, picows_connect
-from wsmux._stream import Stream
+from wsmux.connection._picows import PicowsConnection, picows_connect
+from wsmux.fanout._stream import Stream
 from wsmux.testing import FeedServer
 
 pytest.importorskip("picows")

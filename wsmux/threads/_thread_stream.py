@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 import anyio.lowlevel
 
-from ._exceptions import ConnectionGap, MultiplexerClosed, StreamClosed, StreamLagged
-from ._hub import _name
-from ._log import log
-from ._stream import Stream, StreamStatistics
+from .._exceptions import ConnectionGap, MultiplexerClosed, StreamClosed, StreamLagged
+from .._log import log
+from ..fanout._hub import _name
+from ..fanout._stream import Stream, StreamStatistics
 
 if TYPE_CHECKING:
-    from ._threaded import MuxThread
+    from ._mux_thread import MuxThread
 
 __all__ = ["ThreadStream"]
 

@@ -20,8 +20,8 @@ from typing import Any, Final, Literal, NamedTuple, Protocol, TypeAlias
 import anyio
 import anyio.lowlevel
 
-from ._backend import current_backend
-from ._exceptions import ConnectionGap, StreamClosed, StreamLagged
+from .._backend import current_backend
+from .._exceptions import ConnectionGap, StreamClosed, StreamLagged
 
 __all__ = ["CHECKPOINT_EVERY", "GAP", "Overflow", "Stream", "StreamStatistics"]
 

@@ -20,8 +20,8 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ._exceptions import StreamLagged
-from ._log import RateLimitedLog
+from .._exceptions import StreamLagged
+from .._log import RateLimitedLog
 from ._match import _MISSING, Clause, Filters, Index, compile_filters, matches
 from ._stream import Overflow, Stream
 

@@ -11,8 +11,8 @@ import anyio.lowlevel
 import pytest
 
 from wsmux._exceptions import ConnectionGap, StreamClosed, StreamLagged
-from wsmux._hub import Hub
-from wsmux._stream import Stream
+from wsmux.fanout._hub import Hub
+from wsmux.fanout._stream import Stream
 
 pytestmark = pytest.mark.anyio
 
@@ -155,7 +155,7 @@ async def test_accounting_invariant_over_random_traffic() -> None:
     """delivered + dropped + buffered == matched, for every stream."""
     import random
 
-    from wsmux._match import reference_match
+    from wsmux.fanout._match import reference_match
 
     rng = random.Random(7)
     hub = Hub()

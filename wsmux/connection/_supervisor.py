@@ -27,13 +27,13 @@ import anyio.abc
 import anyio.lowlevel
 import orjson
 
+from .._exceptions import FatalConnectError, RetriesExhausted
+from .._log import RateLimitedLog, log, sample
 from ._backoff import Backoff
-from ._connection import classify
-from ._exceptions import FatalConnectError, RetriesExhausted
-from ._log import RateLimitedLog, log, sample
+from ._transport import classify
 
 if TYPE_CHECKING:
-    from ._mux import Multiplexer
+    from .._mux import Multiplexer
 
 __all__ = ["STATES", "Supervisor"]
 

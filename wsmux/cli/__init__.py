@@ -1,0 +1,1 @@
+"""The ``wsmux`` command line (``tap``, ``demo``): a tool, imported by nothing in the core."""

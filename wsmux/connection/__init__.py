@@ -1,0 +1,15 @@
+"""The connection layer: transports, errors and scrubbing, backoff, links, rotation.
+
+Owns one supervised websocket: opening it (websockets or picows), classifying
+failures, keeping it alive, rotating and reconnecting it. It is handed what it
+needs (an adapter protocol for the hooks, a publish target, options, a
+counters object), never the Multiplexer. It may import :mod:`wsmux._exceptions`,
+:mod:`wsmux._log`, :mod:`wsmux._backend` and :mod:`wsmux._options`; it never
+imports :mod:`wsmux.fanout` internals beyond the publish protocol, nor the
+front object. Start reading at ``_supervisor``.
+"""
+
+from ._backoff import Backoff
+from ._transport import Connection
+
+__all__ = ["Backoff", "Connection"]

@@ -1,0 +1,14 @@
+"""The fan-out layer: filters and their index, bounded streams, the hub, handlers.
+
+Owns everything between "a parsed message" and "the code that wants it". No
+I/O and no knowledge of connections: it may import :mod:`wsmux._exceptions`,
+:mod:`wsmux._log` and :mod:`wsmux._backend`, never :mod:`wsmux.connection`.
+Start reading at :mod:`wsmux.fanout._hub` (publish), then ``_match`` and
+``_stream``.
+"""
+
+from ._hub import Handler, Hub
+from ._match import Filters, compile_filters
+from ._stream import Overflow, Stream, StreamStatistics
+
+__all__ = ["Filters", "Handler", "Hub", "Overflow", "Stream", "StreamStatistics", "compile_filters"]
