@@ -1,9 +1,11 @@
 """The Multiplexer's lifecycle: start, supervise, shut down, exit.
 
-:class:`Lifecycle` is a base class of ``Multiplexer``. It owns the task
-group every wsmux task runs in, turns a fatal supervisor error into a failed
-state that ends every stream, and makes ``exit()`` idempotent and safe from
-any task, a handler or a callback included.
+:class:`Lifecycle` is held by the ``Multiplexer``. It owns the task group
+every wsmux task runs in, turns a fatal supervisor error into a failed state
+that ends every stream, and makes ``exit()`` idempotent and safe from any
+task, a handler or a callback included. Every task it starts runs in a
+cancel scope of its own, so that shutting down never cancels the scope the
+caller's ``async with`` body runs in.
 """
 
 from __future__ import annotations
@@ -11,8 +13,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -20,47 +21,56 @@ import anyio.abc
 from ._exceptions import MultiplexerClosed
 from ._log import log
 from ._options import Options
-from .fanout._hub import Hub
+from .connection._status import ENDED, State, Status
+from .connection._supervisor import Supervisor
+from .fanout import Hub
 
-if TYPE_CHECKING:
-    from .connection._supervisor import Supervisor
-
-__all__ = ["Lifecycle"]
+__all__ = ["IN_OWN_TASK", "Lifecycle"]
 
 #: Set in the tasks wsmux runs user code in (async handlers), so that
 #: ``exit()`` called from there does not wait for its own task.
-_IN_OWN_TASK: contextvars.ContextVar[bool] = contextvars.ContextVar("wsmux_own", default=False)
+IN_OWN_TASK: contextvars.ContextVar[bool] = contextvars.ContextVar("wsmux_own", default=False)
 
 
 class Lifecycle:
-    """Start, supervision and shutdown (a base of ``Multiplexer``)."""
+    """Start, supervision and shutdown of one multiplexer.
 
-    _options: Options
-    _hub: Hub
-    _state: str
-    _state_changed: anyio.Event
-    _ready: anyio.Event
-    _tg: anyio.abc.TaskGroup | None
-    _sup: Supervisor | None
-    _run_scope: anyio.CancelScope | None
-    _error: BaseException | None
-    _exiting: bool
-    _background: set[anyio.CancelScope]
-    _background_idle: anyio.Event | None
-    _callbacks: dict[str, Callable[..., Any] | None]
-    _redacted: str
+    Args:
+        hub: The hub the streams hang off.
+        options: The validated options.
+        status: The supervised connection's status.
+        new_supervisor: Makes the supervisor, given the task group.
+        callbacks: ``disconnect_fn`` and ``reconnect_fn``, called with ``owner``.
+        owner: The front object, passed to the callbacks.
+    """
 
-    def _new_supervisor(self, tg: anyio.abc.TaskGroup) -> Supervisor:
-        raise NotImplementedError
+    def __init__(
+        self,
+        hub: Hub,
+        options: Options,
+        status: Status,
+        new_supervisor: Callable[[anyio.abc.TaskGroup], Supervisor],
+        callbacks: dict[str, Callable[..., Any] | None],
+        owner: object,
+    ) -> None:
+        self.hub = hub
+        self.options = options
+        self.status = status
+        self._new_supervisor = new_supervisor
+        self._callbacks = callbacks
+        self._owner = owner
+        self.tg: anyio.abc.TaskGroup | None = None
+        self.sup: Supervisor | None = None
+        self.error: BaseException | None = None
+        self.exiting = False
+        self._run_scope: anyio.CancelScope | None = None
+        self._background: set[anyio.CancelScope] = set()
+        self._background_idle: anyio.Event | None = None  # set when none runs
+        self._ready = anyio.Event()  # the first connection opened, or failed
 
-    def _set_state(self, state: Any) -> None:
-        raise NotImplementedError
-
-    async def _wait_state_change(self, deadline: float) -> None:
-        raise NotImplementedError
-
-    def _in_background(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        if self._tg is None or self._exiting:
+    def background(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run ``fn(*args)`` in a task of its own, cancelled at shutdown."""
+        if self.tg is None or self.exiting:
             return
 
         scope = anyio.CancelScope()
@@ -79,152 +89,151 @@ class Lifecycle:
                 if not self._background and self._background_idle is not None:
                     self._background_idle.set()
 
-        self._tg.start_soon(run)
+        self.tg.start_soon(run)
 
-    async def _call_back(self, name: str, args: tuple[Any, ...]) -> None:
+    def call_back(self, name: str, args: tuple[Any, ...] = ()) -> None:
+        """Call ``disconnect_fn`` or ``reconnect_fn`` in the background."""
         fn = self._callbacks[name]
         if fn is None:
             return
-        try:
-            result = fn(self, *args)
-            if inspect.isawaitable(result):
-                await result
-        except Exception as exc:
-            log.error("%s raised %r", name, exc, exc_info=exc)
 
-    async def __aenter__(self) -> Self:
-        if self._exiting:
-            raise MultiplexerClosed(f"{self!r} has exited; create a new one")
-        if self._state != "idle":
-            raise RuntimeError(f"{self!r} was already started")
+        async def call() -> None:
+            try:
+                result = fn(self._owner, *args)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                log.error("%s raised %r", name, exc, exc_info=exc)
+
+        self.background(call)
+
+    async def start(self) -> None:
+        """Enter the task groups, start supervising, wait for the first connection.
+
+        Raises:
+            MultiplexerClosed: The multiplexer has exited.
+            RuntimeError: It was started already.
+            FatalConnectError: The first connection failed for good.
+            RetriesExhausted: ``max_attempts`` attempts failed.
+        """
+        if self.exiting:
+            raise MultiplexerClosed(f"{self._owner!r} has exited; create a new one")
+        if self.status.state != State.IDLE:
+            raise RuntimeError(f"{self._owner!r} was already started")
         # Bind the events to the loop that runs us, not the one that built us
         # (trio in the main thread, run_in_thread on asyncio, say).
-        before, self._state_changed = self._state_changed, anyio.Event()
-        before.set()
+        self.status.rebind()
         self._ready = anyio.Event()
-        self._set_state("connecting")  # from here on, exit() shuts down a start
+        self.status.set(State.CONNECTING)  # from here on, exit() shuts down a start
         tg = anyio.create_task_group()
         await tg.__aenter__()
-        self._tg = tg
+        self.tg = tg
         try:
-            await self._hub.__aenter__()
-            self._sup = self._new_supervisor(tg)
+            await self.hub.__aenter__()
+            self.sup = self._new_supervisor(tg)
             tg.start_soon(self._supervise, name="wsmux supervisor")
             await self._ready.wait()
         except BaseException as exc:
-            await self._finish()
+            await self.finish()
             raise exc from None
-        if self._error is not None:
-            await self._finish()
-            raise self._error
-        return self
+        if self.error is not None:
+            await self.finish()
+            raise self.error
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._finish()
-        if self._error is not None and exc is None:
-            raise self._error
-
-    async def _finish(self) -> None:
+    async def finish(self) -> None:
+        """Shut down, then leave both task groups entered in :meth:`start`."""
         # Even when the caller is cancelled: shut down (bounded by the close
-        # and drain timeouts), then leave both task groups entered in
-        # __aenter__, innermost first, outside any scope opened here.
+        # and drain timeouts), then leave the task groups, innermost first.
         try:
             with anyio.CancelScope(shield=True):
-                await self._shutdown(wait=True)
+                await self.shutdown(wait=True)
         finally:
-            tg, self._tg = self._tg, None
+            tg, self.tg = self.tg, None
             try:
-                await self._hub.__aexit__(None, None, None)
+                await self.hub.__aexit__(None, None, None)
             finally:
                 try:
                     if tg is not None:
                         tg.cancel_scope.cancel()
                         await tg.__aexit__(None, None, None)
                 finally:
-                    self._set_state("failed" if self._error is not None else "closed")
+                    self.status.set(State.FAILED if self.error is not None else State.CLOSED)
 
     async def _supervise(self) -> None:
-        assert self._sup is not None
+        assert self.sup is not None
         with anyio.CancelScope() as self._run_scope:
-            if self._exiting:  # exit() came before the supervisor's first step
+            if self.exiting:  # exit() came before the supervisor's first step
                 self._ready.set()
                 return
             try:
-                await self._sup.run(self._ready.set)
+                await self.sup.run(self._ready.set)
             except Exception as exc:
-                if not self._exiting:
-                    log.error("%s failed: %s", self._redacted, exc)
-                    self._error = exc
-                    self._set_state("failed")
-                    self._hub.close(exc)
+                if not self.exiting:
+                    log.error("%s failed: %s", self.status.label, exc)
+                    self.error = exc
+                    self.status.set(State.FAILED)
+                    self.hub.close(exc)
                     if self._ready.is_set():
-                        self._in_background(self._shutdown)
+                        self.background(self.shutdown)
             finally:
                 self._ready.set()
 
-    async def _shutdown(self, wait: bool = True) -> None:
+    async def shutdown(self, wait: bool = True) -> None:
         """Stop the supervisor, close every socket, end every stream.
 
         Args:
             wait: Also wait for async handlers to drain what they hold.
         """
-        if not self._exiting:
-            self._exiting = True
-            if self._state != "failed":
-                self._set_state("closing")
+        if not self.exiting:
+            self.exiting = True
+            if self.status.state != State.FAILED:
+                self.status.set(State.CLOSING)
             if self._run_scope is not None:
                 self._run_scope.cancel()
             for scope in list(self._background):
                 scope.cancel()
-            sup = self._sup
+            sup = self.sup
             # Streams end now, before any await: the caller may be a callback
             # whose own background scope was just cancelled.
-            self._hub.close(self._error)
+            self.hub.close(self.error)
             if sup is not None:
                 for link in list(sup.links):
                     link.release.set()
+                    link.cancel_helpers()
+                    link.reader_scope.cancel()
                     if link.conn is None:
                         link.holder_scope.cancel()  # still connecting
                 with anyio.CancelScope(shield=True):
-                    with anyio.move_on_after(self._options.close_timeout + 0.5):
+                    with anyio.move_on_after(self.options.close_timeout + 0.5):
                         for link in list(sup.links):
                             await link.closed.wait()
+                        for link in list(sup.reading):
+                            await link.done.wait()
         if wait:
-            await self._hub.wait_idle()
+            await self.hub.wait_idle()
             idle = self._background_idle
             if self._background and idle is not None:
-                with anyio.move_on_after(self._options.close_timeout + 0.5):
+                with anyio.move_on_after(self.options.close_timeout + 0.5):
                     await idle.wait()
 
     async def run(self) -> None:
-        """Run until :meth:`exit` is called (for use in a task).
-
-        Raises:
-            FatalConnectError: Connecting failed for good.
-            RetriesExhausted: ``max_attempts`` attempts failed.
-        """
-        if self._exiting and self._tg is None:
-            return  # exit() came first
-        async with self:
-            while not self._exiting and self._state not in ("failed", "closed"):
-                await self._wait_state_change(float("inf"))
+        """Run until exit, in the caller's task (see ``Multiplexer.run``)."""
+        if self.exiting and self.tg is None:
+            return  # exit() came first, maybe before this task got to run
+        await self.start()
+        try:
+            while not self.exiting and self.status.state not in ENDED:
+                await self.status.wait_change(float("inf"))
+        finally:
+            await self.finish()
+        if self.error is not None:
+            raise self.error
 
     async def exit(self) -> None:
-        """Close the connection, end every stream, and wait until done.
-
-        Idempotent, and safe from any task: called from inside an async
-        handler it starts the shutdown and returns without waiting for the
-        handler's own task. When the multiplexer died, the error is raised
-        by ``async with`` (or :meth:`run`), not here.
-        """
-        if self._state == "idle" and self._tg is None:
-            self._exiting = True
-            self._hub.close()
-            self._set_state("closed")
+        """See ``Multiplexer.exit``."""
+        if self.status.state == State.IDLE and self.tg is None:
+            self.exiting = True
+            self.hub.close()
+            self.status.set(State.CLOSED)
             return
-        await self._shutdown(wait=not _IN_OWN_TASK.get())
+        await self.shutdown(wait=not IN_OWN_TASK.get())

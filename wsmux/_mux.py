@@ -1,33 +1,36 @@
-"""The public base class: one supervised websocket, many filtered streams."""
+"""The public base class: one supervised websocket, many filtered streams.
+
+``Multiplexer`` is the front object: it holds the hub (:mod:`wsmux.fanout`),
+a :class:`~wsmux._lifecycle.Lifecycle` (start, supervision, shutdown), an
+:class:`~wsmux._outbound.Outbound` (send, request, topics) and the status
+the supervisor reports to, and delegates to them. Its hook methods are what
+adapters override; the supervisor sees them only as :class:`Hooks`.
+"""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Literal
 
 import anyio
-import anyio.abc
 import orjson
 from websockets.uri import parse_uri
 
-from ._exceptions import FatalConnectError, MultiplexerClosed, NotConnected
-from ._lifecycle import _IN_OWN_TASK, Lifecycle
-from ._log import log, redact_url
+from ._exceptions import FatalConnectError, MultiplexerClosed
+from ._lifecycle import IN_OWN_TASK, Lifecycle
+from ._log import redact_url
 from ._options import MultiplexerStats, Options
-from ._outbound import Messaging
+from ._outbound import Outbound
+from .connection._backoff import Backoff
 from .connection._ratelimit import RateLimiter
+from .connection._status import ENDED, LIVE, Hooks, State, Status
 from .connection._supervisor import Supervisor
 from .connection._transport import Connection, ScrubbingLogger, default_connect
-from .fanout._hub import Handler, Hub, _is_async
-from .fanout._match import Filters, compile_filters
-from .fanout._stream import Overflow, Stream
+from .fanout import Filters, Handler, Hub, Overflow, Stream, compile_filters
+from .fanout._hub import _is_async
+from .fanout._hub import _is_async as is_coroutine_function
 
 __all__ = ["Multiplexer", "MultiplexerStats", "State"]
-
-State = Literal[
-    "idle", "connecting", "open", "rotating", "reconnecting", "closing", "closed", "failed"
-]
 
 
 class _TypedStream(Stream):
@@ -40,7 +43,7 @@ class _TypedStream(Stream):
             Stream._put(self, msg)
 
 
-class Multiplexer(Lifecycle, Messaging):
+class Multiplexer:
     """One supervised websocket connection feeding any number of streams.
 
     ``Multiplexer(url)`` works as it is; exchange adapters subclass it and
@@ -79,9 +82,15 @@ class Multiplexer(Lifecycle, Messaging):
             (None: never give up).
         retry_after_cap: Longest ``Retry-After`` honoured, in seconds.
         rotation_drain: During a planned rotation, how long the old
-            connection may take to publish what it received once the new one
-            is ready; one that is still busy then gets as long again, after
-            which the cutover is announced as a gap.
+            connection may take to answer its fence (a ping) and publish
+            what came before it once the new one is ready; past it the
+            cutover is announced as a gap (ConnectionGap in
+            ``gaps="raise"`` streams).
+        rotation_interval: The least time between two planned rotations:
+            one requested sooner waits, and the wait grows while requests
+            keep coming early (logged at WARNING once).
+        backoff: The reconnection delays; default
+            ``Backoff(backoff_base, backoff_cap)``.
         send_timeout: How long ``send`` waits for an open connection.
         send_rate: ``(count, seconds)``: at most ``count`` outbound messages
             per ``seconds``, shared by every sender; None for no limit.
@@ -119,7 +128,9 @@ class Multiplexer(Lifecycle, Messaging):
         reset_after: float = 10.0,
         max_attempts: int | None = None,
         retry_after_cap: float = 300.0,
-        rotation_drain: float = 0.5,
+        rotation_drain: float = 5.0,
+        rotation_interval: float = 1.0,
+        backoff: Backoff | None = None,
         # sending
         send_timeout: float = 10.0,
         send_rate: tuple[int, float] | None = None,
@@ -149,8 +160,10 @@ class Multiplexer(Lifecycle, Messaging):
             raise ValueError(f"max_attempts must be >= 1 or None, not {max_attempts!r}")
         if subscribe_chunk < 1:
             raise ValueError(f"subscribe_chunk must be >= 1, not {subscribe_chunk!r}")
-        if not rotation_drain >= 0:
-            raise ValueError(f"rotation_drain must be >= 0, not {rotation_drain!r}")
+        if not rotation_drain > 0:
+            raise ValueError(f"rotation_drain must be > 0, not {rotation_drain!r}")
+        if not rotation_interval >= 0:
+            raise ValueError(f"rotation_interval must be >= 0, not {rotation_interval!r}")
         if not (backoff_base > 0 and backoff_cap >= backoff_base):
             raise ValueError("backoff_base must be > 0 and backoff_cap >= backoff_base")
         if transport == "picows":
@@ -175,6 +188,7 @@ class Multiplexer(Lifecycle, Messaging):
             max_attempts=max_attempts,
             retry_after_cap=retry_after_cap,
             rotation_drain=rotation_drain,
+            rotation_interval=rotation_interval,
             send_timeout=send_timeout,
             request_timeout=request_timeout,
             id_key=id_key,
@@ -182,43 +196,34 @@ class Multiplexer(Lifecycle, Messaging):
             reconnect_args=tuple(reconnect_args),
             transport=transport,
         )
-        self._rate = RateLimiter(*send_rate) if send_rate is not None else None
-        self._callbacks = {"disconnect_fn": disconnect_fn, "reconnect_fn": reconnect_fn}
+        self._backoff = backoff
         self._hub = Hub(drain_timeout=drain_timeout)
-        self._state: State = "idle"
-        self._state_changed = anyio.Event()
-        self._counters = dict.fromkeys(
-            (
-                "connects",
-                "reconnects",
-                "rotations",
-                "disconnects",
-                "connect_errors",
-                "connect_attempts",
-                "parse_errors",
-                "duplicates",
-                "stale",
-                "rotation_gaps",
-            ),
-            0,
+        self._status = Status(
+            self._redacted,
+            on_disconnect=lambda: self._life.call_back("disconnect_fn"),
+            on_reconnect=lambda: self._life.call_back("reconnect_fn", self._options.reconnect_args),
         )
-        self._last_message_at: float | None = None
-        self._last_disconnect: str | None = None
-        self._explicit: dict[str, None] = {}
-        self._demand: dict[str, int] = {}
-        self._topic_lock: anyio.Lock | None = None
-        self._ids = itertools.count(1)
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._sup: Supervisor | None = None
-        self._run_scope: anyio.CancelScope | None = None
-        self._error: BaseException | None = None
-        self._exiting = False
-        self._background: set[anyio.CancelScope] = set()
-        self._background_idle: anyio.Event | None = None  # set when none runs
-        self._ready = anyio.Event()  # the first connection opened, or failed
+        self._life = Lifecycle(
+            self._hub,
+            self._options,
+            self._status,
+            self._new_supervisor,
+            {"disconnect_fn": disconnect_fn, "reconnect_fn": reconnect_fn},
+            self,
+        )
+        self._out = Outbound(
+            self._hub,
+            self._options,
+            self._status,
+            self._live,
+            self._lose,
+            (self._subscribe_messages, self._unsubscribe_messages),
+            self._life.background,
+            RateLimiter(*send_rate) if send_rate is not None else None,
+        )
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._redacted} {self._state}>"
+        return f"<{type(self).__name__} {self._redacted} {self._status.state}>"
 
     # -- hooks (override in an adapter) -----------------------------------
 
@@ -312,12 +317,6 @@ class Multiplexer(Lifecycle, Messaging):
         """
         return None
 
-    def _has_message_id(self) -> bool:
-        return type(self)._message_id is not Multiplexer._message_id
-
-    def _has_parse_hook(self) -> bool:
-        return type(self)._parse_raw_data is not Multiplexer._parse_raw_data
-
     # -- streams and handlers ----------------------------------------------
 
     def stream_filter(
@@ -356,7 +355,7 @@ class Multiplexer(Lifecycle, Messaging):
         stream = self._hub.open_stream(
             filters, maxsize=maxsize, overflow=overflow, gaps=gaps, name=name
         )
-        self._attach_topics(stream, topics)
+        self._out.attach(stream, topics)
         return stream
 
     def listen(
@@ -391,7 +390,7 @@ class Multiplexer(Lifecycle, Messaging):
             stream._end(hub._error)
         else:
             hub._register(stream, clauses)
-        self._attach_topics(stream, topics)
+        self._out.attach(stream, topics)
         return stream
 
     def add_handler(
@@ -451,54 +450,213 @@ class Multiplexer(Lifecycle, Messaging):
 
         return decorate
 
+    # -- outbound -----------------------------------------------------------
+
+    def _subscribe_messages(self, topics: list[str]) -> list[Any]:
+        """Build the wire messages that subscribe to topics (hook).
+
+        The default is Binance style: ``{"method": "SUBSCRIBE", "params":
+        [...], "id": n}``, ``subscribe_chunk`` topics per message.
+
+        Args:
+            topics: The topics to subscribe to.
+
+        Returns:
+            The messages to send, in order.
+        """
+        return self._out.chunked("SUBSCRIBE", topics)
+
+    def _unsubscribe_messages(self, topics: list[str]) -> list[Any]:
+        """Build the wire messages that unsubscribe from topics (hook).
+
+        Args:
+            topics: The topics to drop.
+
+        Returns:
+            The messages to send, in order.
+        """
+        return self._out.chunked("UNSUBSCRIBE", topics)
+
+    async def send(self, msg: Any, *, timeout: float | None = None) -> None:
+        """Send a message on the live connection.
+
+        Dicts and lists are encoded as JSON text; str and bytes go as given.
+        Waits for an open connection (through reconnections) and for the
+        outbound rate limit. A connection whose ``send`` fails is treated as
+        lost (and replaced); the message is tried on the next one, a few
+        times at most.
+
+        Args:
+            msg: The message.
+            timeout: Seconds to wait for an open connection (default:
+                ``send_timeout``).
+
+        Raises:
+            NotConnected: No connection took the message in time (chained to
+                the transport's error when sends failed).
+            MultiplexerClosed: The multiplexer has exited.
+            TypeError: The message cannot be encoded.
+        """
+        await self._out.send(msg, timeout=timeout)
+
+    async def request(self, msg: dict[str, Any], *, timeout: float | None = None) -> Any:
+        """Send a request and return the reply that carries its id.
+
+        An id is assigned under ``id_key`` unless the message has one. The
+        reply is captured by a stream opened before sending, so it cannot be
+        missed; other streams still see it too.
+
+        Args:
+            msg: The request (a dict).
+            timeout: Seconds to wait for the reply (default:
+                ``request_timeout``).
+
+        Returns:
+            The reply message.
+
+        Raises:
+            TypeError: ``msg`` is not a dict.
+            RequestTimeout: No reply in time.
+            NotConnected: No connection was open in time.
+            MultiplexerClosed: The multiplexer has exited.
+        """
+        return await self._out.request(msg, timeout=timeout)
+
+    async def subscribe(self, *topics: str) -> None:
+        """Subscribe to topics; they are replayed on every new connection.
+
+        Args:
+            *topics: Topic names (e.g. ``"btcusdt@trade"``).
+
+        Raises:
+            TypeError: A topic is not a non-empty str.
+            NotConnected: Connected, but the message could not be sent in time.
+            MultiplexerClosed: The multiplexer has exited.
+        """
+        await self._out.subscribe(topics)
+
+    async def unsubscribe(self, *topics: str) -> None:
+        """Drop topics subscribed with :meth:`subscribe`; stop replaying them.
+
+        A topic that an open stream still needs (``stream_filter(topics=...)``)
+        stays subscribed until that stream closes.
+
+        Args:
+            *topics: Topic names; unknown ones are ignored.
+
+        Raises:
+            TypeError: A topic is not a non-empty str.
+            MultiplexerClosed: The multiplexer has exited.
+        """
+        await self._out.unsubscribe(topics)
+
+    @property
+    def topics(self) -> list[str]:
+        """The topics subscribed to, replayed on every new connection."""
+        return self._out.topics
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def __aenter__(self) -> Multiplexer:
+        await self._life.start()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        await self._life.finish()
+        if self._life.error is not None and exc is None:
+            raise self._life.error
+
+    async def run(self) -> None:
+        """Run until :meth:`exit` is called (for use in a task).
+
+        Returns at once when :meth:`exit` was called first (the task that
+        runs it may start after the exit), so ``tg.start_soon(mux.run)``
+        followed by ``await mux.exit()`` always ends cleanly.
+
+        Raises:
+            FatalConnectError: Connecting failed for good.
+            RetriesExhausted: ``max_attempts`` attempts failed.
+        """
+        await self._life.run()
+
+    async def exit(self) -> None:
+        """Close the connection, end every stream, and wait until done.
+
+        Idempotent, and safe from any task: called from inside an async
+        handler it starts the shutdown and returns without waiting for the
+        handler's own task. When the multiplexer died, the error is raised
+        by ``async with`` (or :meth:`run`), not here.
+        """
+        await self._life.exit()
+
     # -- state -----------------------------------------------------------------
 
     @property
     def state(self) -> State:
         """One of idle, connecting, open, rotating, reconnecting, closing, closed, failed."""
-        return self._state
+        return self._status.state
 
-    def _new_supervisor(self, tg: anyio.abc.TaskGroup) -> Supervisor:
-        return Supervisor(self, tg)
+    def _hooks(self) -> Hooks:
+        parse: Any = None
+        async_parse: Any = None
+        if type(self)._parse_raw_data is not Multiplexer._parse_raw_data:
+            if is_coroutine_function(self._parse_raw_data):
+                async_parse = self._parse_raw_data
+            else:
+                parse = self._parse_raw_data
+        has_id = type(self)._message_id is not Multiplexer._message_id
+        return Hooks(
+            create_ws=self._create_ws,
+            rotation_due=self._when2create_new_ws,
+            on_connect=self._on_connect,
+            replay=self._out.replay,
+            parse=parse,
+            async_parse=async_parse,
+            message_id=self._message_id if has_id else None,
+            topics_changed=self._out.topics_changed,
+            label=self._redacted,
+            url=self.url,
+        )
 
-    def _live_topics(self) -> set[str] | None:
-        sup = self._sup
-        if sup is None or sup.live is None or self.present_ws is None:
+    def _new_supervisor(self, tg: Any) -> Supervisor:
+        return Supervisor(
+            self._hooks(), self._hub, self._options, self._status, tg, backoff=self._backoff
+        )
+
+    def _live(self) -> tuple[Any, set[str]] | None:
+        sup = self._life.sup
+        if sup is None or sup.live is None:
             return None
-        return sup.live.topics
+        return sup.live.conn, sup.live.topics
+
+    def _lose(self, conn: Any, error: BaseException) -> None:
+        if self._life.sup is not None:
+            self._life.sup.lose(conn, error)
+
+    # Used by wsmux.threads and wsmux.compat, which build on the front object.
+
+    @property
+    def _state_changed(self) -> anyio.Event:
+        return self._status.changed
+
+    @property
+    def _exiting(self) -> bool:
+        return self._life.exiting
+
+    async def _wait_state_change(self, deadline: float) -> None:
+        await self._status.wait_change(deadline)
+
+    def _in_background(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._life.background(fn, *args)
 
     @property
     def present_ws(self) -> Connection | None:
         """The live connection, or None while there is none."""
-        sup = self._sup
-        if sup is None or sup.live is None or self._state not in ("open", "rotating"):
+        live = self._live()
+        if live is None or self._status.state not in LIVE:
             return None
-        conn: Connection = sup.live.conn
+        conn: Connection = live[0]
         return conn
-
-    def _set_state(self, state: State) -> None:
-        if self._state in ("closing", "closed", "failed") and state not in ("closed", "failed"):
-            return
-        if state != self._state:
-            log.debug("%s: %s -> %s", self._redacted, self._state, state)
-            self._state = state
-            event, self._state_changed = self._state_changed, anyio.Event()
-            event.set()
-
-    async def _wait_state_change(self, deadline: float) -> None:
-        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
-            await self._state_changed.wait()
-
-    async def _wait_live(self, deadline: float) -> Any:
-        while True:
-            if self._state in ("closing", "closed", "failed"):
-                raise MultiplexerClosed("the multiplexer has exited")
-            conn = self.present_ws
-            if conn is not None:
-                return conn
-            if anyio.current_time() >= deadline:
-                raise NotConnected(f"no open connection to {self._redacted} in time")
-            await self._wait_state_change(deadline)
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until a connection is open.
@@ -511,7 +669,11 @@ class Multiplexer(Lifecycle, Messaging):
             MultiplexerClosed: The multiplexer exited or failed.
         """
         deadline = anyio.current_time() + (timeout if timeout is not None else float("inf"))
-        await self._wait_live(deadline)
+        await self._out.wait_live(deadline)
+
+    def _check_open(self) -> None:
+        if self._status.state in ENDED:
+            raise MultiplexerClosed(f"{self!r} has exited")
 
     def stats(self) -> MultiplexerStats:
         """Return a snapshot of the counters.
@@ -519,15 +681,15 @@ class Multiplexer(Lifecycle, Messaging):
         Returns:
             The counters, with the state and the number of open streams.
         """
-        c = self._counters
+        c = self._status.counters
         hub = self._hub
         messages = nbytes = 0
-        if self._sup is not None:
-            sup = self._sup
+        sup = self._life.sup
+        if sup is not None:
             messages = sup.retired_messages + sum(link.received for link in sup.reading)
             nbytes = sup.retired_bytes + sum(link.nbytes for link in sup.reading)
         return MultiplexerStats(
-            state=self._state,
+            state=self._status.state.value,
             connects=c["connects"],
             reconnects=c["reconnects"],
             rotations=c["rotations"],
@@ -543,8 +705,8 @@ class Multiplexer(Lifecycle, Messaging):
             rotation_gaps=c["rotation_gaps"],
             drops=hub.dropped(),
             streams=hub.stream_count(),
-            last_message_at=self._last_message_at,
-            last_disconnect=self._last_disconnect,
+            last_message_at=self._status.last_message_at,
+            last_disconnect=self._status.last_disconnect,
         )
 
 
@@ -557,7 +719,7 @@ class _OwnTask:
         self.fn = fn
 
     async def __call__(self, msg: Any) -> Any:
-        _IN_OWN_TASK.set(True)
+        IN_OWN_TASK.set(True)
         return await self.fn(msg)  # type: ignore[misc]
 
     def __eq__(self, other: object) -> bool:

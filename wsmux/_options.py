@@ -25,6 +25,7 @@ class Options:
     max_attempts: int | None
     retry_after_cap: float
     rotation_drain: float
+    rotation_interval: float
     send_timeout: float
     request_timeout: float
     id_key: str

@@ -1,8 +1,10 @@
 """Outbound traffic: send, request, and the remembered subscriptions.
 
-:class:`Messaging` is a base class of ``Multiplexer``; it needs the live
-connection (``_wait_live``) and the hub, and keeps the topic set that is
-replayed on every new connection.
+:class:`Outbound` is held by the ``Multiplexer`` and handed what it needs:
+the hub (to catch replies), the status (to wait for a live connection), a
+way to reach the live connection and to report one whose ``send`` fails,
+the adapter's subscribe-message hooks, and a way to run work in the
+background. It keeps the topic set that is replayed on every new connection.
 """
 
 from __future__ import annotations
@@ -12,142 +14,136 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 import orjson
 
-from ._exceptions import MultiplexerClosed, RequestTimeout
+from ._exceptions import MultiplexerClosed, NotConnected, RequestTimeout
 from ._log import log
 from ._options import Options
 from .connection._ratelimit import RateLimiter
-from .fanout._hub import Hub
-from .fanout._stream import Stream
+from .connection._status import ENDED, LIVE, Status
+from .fanout import Hub, Stream
 
-__all__ = ["Messaging"]
+__all__ = ["Outbound", "encode"]
+
+#: Sends tried on failing connections before send() gives up early.
+_MAX_SEND_ATTEMPTS = 3
 
 
-class Messaging:
-    """Sending, requests and subscriptions (a base of ``Multiplexer``)."""
+class Outbound:
+    """Sending, requests and subscriptions of one multiplexer.
 
-    _options: Options
-    _hub: Hub
-    _rate: RateLimiter | None
-    _explicit: dict[str, None]  # subscribe()d topics, in order
-    _demand: dict[str, int]  # topic -> open streams needing it
-    _topic_lock: anyio.Lock | None
-    _ids: itertools.count[int]
-    _exiting: bool
-    _state: str
+    Args:
+        hub: The hub, to capture request replies.
+        options: The validated options.
+        status: The supervised connection's status.
+        live: Returns the live connection and what it was told, or None.
+        lose: Reports a connection whose ``send`` failed, as lost.
+        messages: ``(subscribe, unsubscribe)``: build the wire messages.
+        background: Runs a coroutine function in the background.
+        rate: The outbound rate limit, if any.
+    """
 
-    @property
-    def present_ws(self) -> Any:
-        """The live connection, or None while there is none."""
-        raise NotImplementedError
+    def __init__(
+        self,
+        hub: Hub,
+        options: Options,
+        status: Status,
+        live: Callable[[], tuple[Any, set[str]] | None],
+        lose: Callable[[Any, BaseException], None],
+        messages: tuple[Callable[[list[str]], list[Any]], Callable[[list[str]], list[Any]]],
+        background: Callable[[Callable[[], Awaitable[Any]]], None],
+        rate: RateLimiter | None = None,
+    ) -> None:
+        self._hub = hub
+        self._options = options
+        self._status = status
+        self._live = live
+        self._lose = lose
+        self._subscribe_messages, self._unsubscribe_messages = messages
+        self._background = background
+        self.rate = rate
+        self.ids = itertools.count(1)
+        self._explicit: dict[str, None] = {}  # subscribe()d topics, in order
+        self._demand: dict[str, int] = {}  # topic -> open streams needing it
+        self._lock: anyio.Lock | None = None
 
-    async def _wait_live(self, deadline: float) -> Any:
-        raise NotImplementedError
-
-    async def _wait_state_change(self, deadline: float) -> None:
-        raise NotImplementedError
-
-    def _in_background(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        raise NotImplementedError
-
-    def _subscribe_messages(self, topics: list[str]) -> list[Any]:
-        """Build the wire messages that subscribe to topics (hook).
-
-        The default is Binance style: ``{"method": "SUBSCRIBE", "params":
-        [...], "id": n}``, ``subscribe_chunk`` topics per message.
-
-        Args:
-            topics: The topics to subscribe to.
-
-        Returns:
-            The messages to send, in order.
-        """
-        return self._chunked("SUBSCRIBE", topics)
-
-    def _unsubscribe_messages(self, topics: list[str]) -> list[Any]:
-        """Build the wire messages that unsubscribe from topics (hook).
-
-        Args:
-            topics: The topics to drop.
-
-        Returns:
-            The messages to send, in order.
-        """
-        return self._chunked("UNSUBSCRIBE", topics)
-
-    def _chunked(self, method: str, topics: list[str]) -> list[Any]:
+    def chunked(self, method: str, topics: list[str]) -> list[Any]:
+        """Binance-style subscribe messages, ``subscribe_chunk`` topics each."""
         size = self._options.subscribe_chunk
         return [
-            {
-                "method": method,
-                "params": topics[i : i + size],
-                self._options.id_key: next(self._ids),
-            }
+            {"method": method, "params": topics[i : i + size], self._options.id_key: next(self.ids)}
             for i in range(0, len(topics), size)
         ]
 
-    async def send(self, msg: Any, *, timeout: float | None = None) -> None:
-        """Send a message on the live connection.
+    def _check_open(self) -> None:
+        if self._status.state in ENDED:
+            raise MultiplexerClosed("the multiplexer has exited")
 
-        Dicts and lists are encoded as JSON text; str and bytes go as given.
-        Waits for an open connection (through reconnections) and for the
-        outbound rate limit.
-
-        Args:
-            msg: The message.
-            timeout: Seconds to wait for an open connection (default:
-                ``send_timeout``).
+    async def wait_live(self, deadline: float) -> Any:
+        """Return the live connection, waiting for one until ``deadline``.
 
         Raises:
-            NotConnected: No connection was open in time.
             MultiplexerClosed: The multiplexer has exited.
-            TypeError: The message cannot be encoded.
+            NotConnected: No connection was open in time.
         """
-        data = _encode(msg)
+        while True:
+            self._check_open()
+            live = self._live() if self._status.state in LIVE else None
+            if live is not None:
+                return live[0]
+            if anyio.current_time() >= deadline:
+                raise NotConnected(f"no open connection to {self._status.label} in time")
+            await self._status.wait_change(deadline)
+
+    async def send(self, msg: Any, *, timeout: float | None = None) -> None:
+        """See :meth:`wsmux.Multiplexer.send`."""
+        data = encode(msg)
         limit = self._options.send_timeout if timeout is None else timeout
         deadline = anyio.current_time() + limit
-        if self._rate is not None:
-            await self._rate.acquire()
-        while True:
-            conn = await self._wait_live(deadline)
+        if self.rate is not None:
+            with anyio.move_on_after(limit):
+                await self.rate.acquire()
+            if anyio.current_time() >= deadline:
+                self._check_open()
+                raise NotConnected(f"the outbound rate limit allowed no send within {limit}s")
+        failure: BaseException | None = None
+        for _ in range(_MAX_SEND_ATTEMPTS):
+            try:
+                conn = await self.wait_live(deadline)
+            except NotConnected as exc:
+                if failure is not None:
+                    raise exc from failure
+                raise
             try:
                 await conn.send(data)
                 return
             except Exception as exc:
-                if self._state in ("closing", "closed", "failed"):
-                    raise MultiplexerClosed("the multiplexer has exited") from None
-                log.info("send failed (%s); waiting for the next connection", type(exc).__name__)
-                await anyio.lowlevel.checkpoint()
-                if self.present_ws is conn:
-                    await self._wait_state_change(deadline)
+                self._check_open()
+                failure = exc
+                log.info(
+                    "send failed on %s (%s): the connection is treated as lost",
+                    self._status.label,
+                    type(exc).__name__,
+                )
+                self._lose(conn, exc)
+                # Wait for the supervisor to take the connection out of service.
+                while self._live_conn() is conn and anyio.current_time() < deadline:
+                    await self._status.wait_change(deadline)
+        raise NotConnected(
+            f"send to {self._status.label} failed {_MAX_SEND_ATTEMPTS} times"
+        ) from failure
+
+    def _live_conn(self) -> Any:
+        live = self._live()
+        return None if live is None else live[0]
 
     async def request(self, msg: dict[str, Any], *, timeout: float | None = None) -> Any:
-        """Send a request and return the reply that carries its id.
-
-        An id is assigned under ``id_key`` unless the message has one. The
-        reply is captured by a stream opened before sending, so it cannot be
-        missed; other streams still see it too.
-
-        Args:
-            msg: The request (a dict).
-            timeout: Seconds to wait for the reply (default:
-                ``request_timeout``).
-
-        Returns:
-            The reply message.
-
-        Raises:
-            TypeError: ``msg`` is not a dict.
-            RequestTimeout: No reply in time.
-            NotConnected: No connection was open in time.
-        """
+        """See :meth:`wsmux.Multiplexer.request`."""
         if not isinstance(msg, dict):
             raise TypeError(f"request() takes a dict, not {type(msg).__name__}")
         key = self._options.id_key
         msg = dict(msg)
-        msg.setdefault(key, next(self._ids))
+        msg.setdefault(key, next(self.ids))
         limit = self._options.request_timeout if timeout is None else timeout
         async with self._hub.open_stream({key: msg[key]}, maxsize=16) as replies:
             try:
@@ -165,57 +161,40 @@ class Messaging:
             except TimeoutError:
                 raise RequestTimeout(f"no reply with {key}={msg[key]!r} within {limit}s") from None
 
-    async def subscribe(self, *topics: str) -> None:
-        """Subscribe to topics; they are replayed on every new connection.
-
-        Args:
-            *topics: Topic names (e.g. ``"btcusdt@trade"``).
-
-        Raises:
-            TypeError: A topic is not a non-empty str.
-            NotConnected: Connected, but the message could not be sent in time.
-        """
-        for topic in _check_topics(topics):
+    async def subscribe(self, topics: tuple[Any, ...]) -> None:
+        """See :meth:`wsmux.Multiplexer.subscribe`."""
+        checked = check_topics(topics)
+        self._check_open()
+        for topic in checked:
             self._explicit[topic] = None
-        await self._sync_topics()
+        await self.sync_topics()
 
-    async def unsubscribe(self, *topics: str) -> None:
-        """Drop topics subscribed with :meth:`subscribe`; stop replaying them.
-
-        A topic that an open stream still needs (``stream_filter(topics=...)``)
-        stays subscribed until that stream closes.
-
-        Args:
-            *topics: Topic names; unknown ones are ignored.
-
-        Raises:
-            TypeError: A topic is not a non-empty str.
-        """
-        for topic in _check_topics(topics):
+    async def unsubscribe(self, topics: tuple[Any, ...]) -> None:
+        """See :meth:`wsmux.Multiplexer.unsubscribe`."""
+        checked = check_topics(topics)
+        self._check_open()
+        for topic in checked:
             self._explicit.pop(topic, None)
-        await self._sync_topics()
+        await self.sync_topics()
 
     @property
     def topics(self) -> list[str]:
         """The topics subscribed to, replayed on every new connection."""
         return list(dict.fromkeys([*self._explicit, *self._demand]))
 
-    def _live_topics(self) -> set[str] | None:
-        """What the live connection was told, or None without one."""
-        raise NotImplementedError
-
-    async def _sync_topics(self) -> None:
+    async def sync_topics(self) -> None:
         """Tell the live connection the difference between wanted and told.
 
         One sync runs at a time and each computes the difference when it
         starts, so changes made in any order converge on :attr:`topics`.
         """
-        if self._topic_lock is None:
-            self._topic_lock = anyio.Lock()
-        async with self._topic_lock:
-            told = self._live_topics()
-            if told is None:
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:
+            live = self._live() if self._status.state in LIVE else None
+            if live is None:
                 return  # replayed when the next connection opens
+            told = live[1]
             wanted = self.topics
             add = [t for t in wanted if t not in told]
             drop = [t for t in told if t not in set(wanted)]
@@ -228,40 +207,47 @@ class Messaging:
                     await self.send(msg)
                 told.difference_update(drop)
 
-    def _topics_changed(self) -> None:
-        if not self._exiting:
-            self._in_background(self._sync_topics)
+    def topics_changed(self) -> None:
+        """Sync the topics in the background (after a change or a rotation)."""
+        if self._status.state not in ENDED:
+            self._background(self.sync_topics)
 
-    async def _replay_subscriptions(self, ws: Any) -> set[str]:
+    async def replay(self, ws: Any) -> set[str]:
         """Subscribe a new connection to every topic; return what it was told."""
         topics = self.topics
         if topics:
             for msg in self._subscribe_messages(topics):
-                if self._rate is not None:
-                    await self._rate.acquire()
-                await ws.send(_encode(msg))
+                if self.rate is not None:
+                    await self.rate.acquire()
+                await ws.send(encode(msg))
         return set(topics)
 
-    def _attach_topics(self, stream: Stream, topics: Iterable[str]) -> None:
-        wanted = _check_topics(tuple(topics))
+    def attach(self, stream: Stream, topics: Iterable[str]) -> None:
+        """Subscribe the topics a stream needs, until it closes."""
+        wanted = check_topics(tuple(topics))
         if not wanted:
             return
         for topic in wanted:
             self._demand[topic] = self._demand.get(topic, 0) + 1
-        self._topics_changed()
-        stream._on_close = lambda: self._release_topics(wanted)
+        self.topics_changed()
+        stream._on_close = lambda: self._release(wanted)
 
-    def _release_topics(self, topics: list[str]) -> None:
+    def _release(self, topics: list[str]) -> None:
         for topic in topics:
             count = self._demand.get(topic, 0) - 1
             if count <= 0:
                 self._demand.pop(topic, None)
             else:
                 self._demand[topic] = count
-        self._topics_changed()
+        self.topics_changed()
 
 
-def _encode(msg: Any) -> str | bytes:
+def encode(msg: Any) -> str | bytes:
+    """Encode an outbound message: dicts and lists as JSON text, str/bytes as given.
+
+    Raises:
+        TypeError: The message cannot be encoded as JSON.
+    """
     if isinstance(msg, str | bytes):
         return msg
     try:
@@ -270,7 +256,12 @@ def _encode(msg: Any) -> str | bytes:
         raise TypeError(f"cannot encode message as JSON: {exc}") from None
 
 
-def _check_topics(topics: tuple[Any, ...]) -> list[str]:
+def check_topics(topics: tuple[Any, ...]) -> list[str]:
+    """Return the topics without repeats.
+
+    Raises:
+        TypeError: A topic is not a non-empty str.
+    """
     for topic in topics:
         if not isinstance(topic, str) or not topic:
             raise TypeError(f"topics must be non-empty str, not {topic!r}")

@@ -11,6 +11,8 @@ import orjson
 import pytest
 
 from wsmux import ConnectionGap, Multiplexer, RetriesExhausted
+from wsmux.connection._fence import arrived, fence_of
+from wsmux.connection._transport import default_connect
 from wsmux.testing import FeedServer
 
 pytestmark = pytest.mark.anyio
@@ -99,9 +101,14 @@ async def test_a_topic_subscribed_during_a_rotation_reaches_the_new_connection()
         async with mux:
             await mux.subscribe("sym0@trade")
             srv.start_feed(rate=500)
+            await srv.wait_for_connections_async(1)
+            old = srv.open_connections()[0].id
+            srv.half_open(conn=old)  # its fence goes unanswered: the rotation waits
             mux.rotate.set()
             await until(lambda: len(srv.open_connections()) == 2)
+            await until(lambda: srv.open_connections()[-1].subscriptions == {"sym0@trade"})
             await mux.subscribe("sym1@trade")
+            srv.resume(conn=old)
             await until(lambda: mux.stats().rotations == 1)
             await until(lambda: srv.open_connections()[-1].subscriptions >= {"sym1@trade"})
             srv.stop_feed()
@@ -109,18 +116,73 @@ async def test_a_topic_subscribed_during_a_rotation_reaches_the_new_connection()
         assert last.subscriptions == {"sym0@trade", "sym1@trade"}
 
 
+class _HeldFence:
+    """A websockets connection whose fence (the rotation's ping) waits for the test."""
+
+    def __init__(self, conn: Any, gate: anyio.Event) -> None:
+        self.conn = conn
+        self.gate = gate
+        self.real = fence_of(conn)
+
+    async def recv(self) -> Any:
+        return await self.conn.recv()
+
+    async def send(self, message: Any) -> None:
+        await self.conn.send(message)
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    def arrived(self) -> int | None:
+        return arrived(self.conn)
+
+    async def fence(self) -> int:
+        await self.gate.wait()
+        assert self.real is not None
+        return await self.real()
+
+
+class _HeldContext:
+    def __init__(self, made: Any, gate: anyio.Event) -> None:
+        self.made = made
+        self.gate = gate
+
+    async def __aenter__(self) -> _HeldFence:
+        return _HeldFence(await self.made.__aenter__(), self.gate)
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self.made.__aexit__(*exc)
+
+
 async def test_the_old_connection_is_kept_when_the_new_one_dies_mid_rotation() -> None:
+    """The old connection's fence is held, so the rotation is still waiting
+    when the test drops the new connection."""
+    gate = anyio.Event()
+
+    class Held(Rotating):
+        async def _create_ws(self) -> Any:
+            assert self.url is not None
+            made = default_connect(self.url, {})
+            if hasattr(made, "__await__"):  # asyncio
+                return _HeldFence(await made, gate)
+            return _HeldContext(made, gate)  # trio: a context manager
+
     with FeedServer() as srv:
-        mux = Rotating(srv.url, rotation_drain=1.0, **FAST)
+        mux = Held(srv.url, rotation_drain=10.0, **FAST)
         stream = mux.stream_filter(gaps="raise", maxsize=100_000)
         srv.start_feed(rate=500)
         async with mux:
             mux.rotate.set()
             await until(lambda: len(srv.open_connections()) == 2)
+            await until(lambda: mux.state == "rotating")
             srv.drop(conn=srv.open_connections()[-1].id)
-            await until(lambda: mux.stats().rotations == 1)  # retried, then done
+            # The retry opens a third connection once the loss was seen.
+            await until(lambda: len(srv.records()) == 3)
+            gate.set()
+            await until(lambda: mux.stats().rotations == 1, seconds=10)  # retried, then done
             stats = mux.stats()
             assert stats.disconnects == 0 and stats.reconnects == 0
+            assert stats.connects == 3
             while True:  # no ConnectionGap anywhere: the rotation stayed planned
                 try:
                     stream.receive_nowait()

@@ -26,7 +26,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import wsmux.connection._supervisor
 from wsmux import ConnectionGap, FatalConnectError, RetriesExhausted, StreamLagged
 from wsmux._mux import Multiplexer
 from wsmux.connection._backoff import Backoff
@@ -180,10 +179,9 @@ class RecordingBackoff(Backoff):
 
 
 @pytest.fixture
-def backoff(monkeypatch: pytest.MonkeyPatch) -> Callable[[], RecordingBackoff]:
-    """Make the supervisor's backoff seeded and observable."""
+def backoff() -> Callable[[], RecordingBackoff]:
+    """A seeded, observable backoff, passed with ``backoff=`` to one multiplexer."""
     RecordingBackoff.made = []
-    monkeypatch.setattr(wsmux.connection._supervisor, "Backoff", RecordingBackoff)
 
     def only() -> RecordingBackoff:
         assert len(RecordingBackoff.made) == 1
@@ -337,7 +335,7 @@ async def test_503_five_times_then_success(backoff: Callable[[], RecordingBackof
     base, cap = 0.02, 0.15
     async with server() as srv:
         srv.refuse(5, status=503)
-        mux = Multiplexer(srv.url, **(FAST | {"backoff_base": base, "backoff_cap": cap}))
+        mux = Multiplexer(srv.url, backoff=RecordingBackoff(base, cap), **FAST)
         async with mux:
             stats = mux.stats()
             assert mux.state == "open"
@@ -366,7 +364,7 @@ async def test_accept_then_drop_is_backed_off_not_hammered(
     base, cap = 0.01, 0.1
     async with server() as srv:
         srv.accept_then_drop(None)
-        mux = Multiplexer(srv.url, **(FAST | {"backoff_base": base, "backoff_cap": cap}))
+        mux = Multiplexer(srv.url, backoff=RecordingBackoff(base, cap), **FAST)
         async with anyio.create_task_group() as tg:
             tg.start_soon(mux.run)
             with anyio.fail_after(5):
@@ -470,8 +468,7 @@ async def test_rotation_every_200ms_under_a_broadcast(dedupe: bool) -> None:
     rotations = 12
     cls = RotatingExactlyOnce if dedupe else Rotating
     async with server() as srv:
-        # A short drain without ids: the old link never goes quiet under a feed.
-        mux = cls(srv.url, **FAST, rotation_drain=0.5 if dedupe else 0.1)
+        mux = cls(srv.url, **FAST, rotation_interval=0.05)
         everything = Recorder(mux.stream_filter(gaps="raise", maxsize=100_000))
         sym1 = Recorder(mux.stream_filter({"s": "SYM1"}, gaps="raise", maxsize=100_000))
         sync_seen: list[int] = []
@@ -488,9 +485,7 @@ async def test_rotation_every_200ms_under_a_broadcast(dedupe: bool) -> None:
             tg.start_soon(sym1.run)
             await mux.subscribe("sym0@trade")  # replayed on each connection: replies have no seq
             srv.start_feed(rate=3000, min_clients=1)
-            start = time.monotonic()
             await wait_for(lambda: mux.stats().rotations >= rotations, 10, "rotations")
-            took = time.monotonic() - start
             srv.stop_feed()
             with anyio.fail_after(5):
                 last = await srv.wait_feed_done_async()
@@ -515,14 +510,13 @@ async def test_rotation_every_200ms_under_a_broadcast(dedupe: bool) -> None:
             assert seen == expected
         assert sym1.seqs == [s for s in expected if syms[s] == "SYM1"]
         assert stats.duplicates > 0  # the overlap was real, and dropped
-        # The old link is caught up at once, not drained for rotation_drain.
-        assert took < rotations * (0.2 + 0.15), f"{rotations} rotations took {took:.2f}s"
     else:
-        # None missing (the overlap repeats some).
+        # None missing; the fence bounds the repeats to about one round trip
+        # per rotation (here at most 50 ms of a 3,000 msg/s feed).
         for seen in everyone:
             assert set(seen) == set(expected)
+            assert len(seen) - len(set(seen)) <= stats.rotations * 150
         assert set(sym1.seqs) == {s for s in expected if syms[s] == "SYM1"}
-        assert stats.duplicates == 0
 
 
 # -- a slow consumer beside a fast one ------------------------------------------------

@@ -1,0 +1,222 @@
+"""The bookkeeping of one planned rotation, free of I/O.
+
+A rotation replaces the live connection (old) by a new one with no gap:
+
+1. The new connection is opened and subscribed while the old one serves. Its
+   own fence (a ping, see :mod:`wsmux.connection._fence`) proves the server
+   has applied its subscriptions. Its reader holds what it reads.
+2. :meth:`Rotation.start_fence`: the count of messages that had arrived on
+   the new connection by then is noted (``skip``), and a ping is sent on the
+   old one. Everything that arrived on the new one before was sent before the
+   server read that ping, so the old connection carries it too.
+3. :meth:`Rotation.set_fence`: the pong came back after ``fence`` messages
+   of the old connection. The old connection publishes exactly those: they
+   are what the server sent before it read the ping. What it reads after is
+   held, in case the new connection dies before the cutover.
+4. :meth:`Rotation.cutover`, once the old reader has read up to the fence:
+   the new connection's held messages are published, minus duplicates; it
+   goes live. With ``message_id``, duplicates are dropped by id (a set of
+   the ids published during the overlap, any interleaving); without it, the
+   first ``skip`` messages of the new connection are dropped, which leaves
+   at most one round trip of duplicates and never a gap.
+5. With ids, the new connection's messages are still checked against the set
+   until its own tail fence (one more ping) proves that it is past the
+   overlap; then the set is released (:meth:`release`).
+
+The rotation never switches a reader itself: readers ask it what to do with
+each message (:meth:`old_message`, :meth:`new_message`, :meth:`tail_message`)
+and the supervisor task moves it from one phase to the next.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Iterator
+from enum import Enum
+from typing import Any
+
+from .._log import RateLimitedLog
+
+__all__ = ["Phase", "Rotation"]
+
+
+class Phase(Enum):
+    """Where a rotation stands."""
+
+    OPENING = "opening"  # the new connection is being opened and subscribed
+    FENCING = "fencing"  # the old one publishes up to its fence
+    CUTOVER = "cutover"  # the new one's held messages are being published
+    TAIL = "tail"  # the new one is live, still checked against the overlap ids
+    DONE = "done"
+    ABORTED = "aborted"  # the new connection was lost: the old one goes on
+
+
+class Rotation:
+    """One planned rotation; see the module docstring.
+
+    Args:
+        message_id: The adapter's message id, or None without one.
+        max_ids: The most ids kept for the overlap; past it the oldest
+            are forgotten (logged), which can only let a duplicate through.
+    """
+
+    __slots__ = (
+        "_id_log",
+        "_max_ids",
+        "duplicates",
+        "fence",
+        "gap",
+        "held_new",
+        "held_old",
+        "message_id",
+        "phase",
+        "published_old",
+        "seen",
+        "skip",
+    )
+
+    def __init__(
+        self,
+        message_id: Callable[[Any], Hashable | None] | None,
+        *,
+        max_ids: int = 1_000_000,
+    ) -> None:
+        self.phase = Phase.OPENING
+        self.message_id = message_id
+        self.seen: dict[Hashable, None] | None = {} if message_id is not None else None
+        self.held_new: list[tuple[int, Any]] = []
+        self.held_old: list[Any] = []
+        self.skip = 0
+        self.fence: int | None = None
+        self.duplicates = 0
+        self.published_old = 0
+        self.gap = False
+        self._id_log = RateLimitedLog(logging.ERROR, 3600.0)
+        self._max_ids = max_ids
+
+    def __repr__(self) -> str:
+        return (
+            f"<Rotation {self.phase.value} fence={self.fence} skip={self.skip}"
+            f" held={len(self.held_new)} duplicates={self.duplicates}>"
+        )
+
+    # -- ids -------------------------------------------------------------------
+
+    def _first_time(self, msg: Any) -> bool:
+        """Record the message's id; False when it was published already."""
+        seen = self.seen
+        if seen is None or self.message_id is None:
+            return True
+        mid = self.message_id(msg)
+        if mid is None:
+            return True
+        try:
+            if mid in seen:
+                return False
+            seen[mid] = None
+        except TypeError:
+            self._id_log(
+                "_message_id returned an unhashable %s: rotations fall back to"
+                " dropping by position (duplicates of one round trip possible)",
+                type(mid).__name__,
+            )
+            self.seen = None
+            self.message_id = None
+            return True
+        if len(seen) > self._max_ids:
+            del seen[next(iter(seen))]
+        return True
+
+    # -- the old connection ------------------------------------------------------
+
+    def old_message(self, msg: Any, received: int) -> bool:
+        """Decide for the old connection's ``received``-th message.
+
+        Returns:
+            True to publish it now; False when it is held or dropped.
+        """
+        fence = self.fence
+        if fence is not None and received > fence:
+            if self.phase is Phase.FENCING:
+                self.held_old.append(msg)
+            return False
+        if not self._first_time(msg):
+            self.duplicates += 1
+            return False
+        self.published_old += 1
+        return True
+
+    def old_done(self, received: int) -> bool:
+        """Whether the old connection has read everything before its fence."""
+        return self.fence is not None and received >= self.fence
+
+    # -- the new connection ------------------------------------------------------
+
+    def new_message(self, msg: Any, received: int) -> None:
+        """Hold the new connection's ``received``-th message until the cutover."""
+        self.held_new.append((received, msg))
+
+    def start_fence(self, arrived_new: int) -> None:
+        """The ping on the old connection is about to be sent.
+
+        Args:
+            arrived_new: Messages that had arrived on the new connection.
+        """
+        self.skip = arrived_new
+        self.phase = Phase.FENCING
+
+    def set_fence(self, fence: int) -> None:
+        """The old connection's pong came after ``fence`` messages."""
+        self.fence = fence
+
+    def old_closed(self, received: int) -> None:
+        """The server closed the old connection before its fence.
+
+        Everything it sent came before the close, but where the close falls
+        in the new connection's stream is unknown: nothing of the new one
+        is skipped by position (ids still drop duplicates).
+        """
+        self.fence = received
+        self.skip = 0
+
+    def cutover(self) -> Iterator[Any]:
+        """Yield the new connection's held messages to publish, in order.
+
+        Call it until :attr:`held_new` stays empty; the new reader may add
+        more while the caller publishes.
+        """
+        self.phase = Phase.CUTOVER
+        self.held_old.clear()
+        while self.held_new:
+            batch, self.held_new = self.held_new, []
+            for received, msg in batch:
+                if (self.seen is None and received <= self.skip) or (
+                    self.seen is not None and not self._first_time(msg)
+                ):
+                    self.duplicates += 1
+                else:
+                    yield msg
+
+    def go_live(self) -> bool:
+        """End the cutover; True when the new connection must still be checked."""
+        self.phase = Phase.TAIL if self.seen is not None else Phase.DONE
+        return self.phase is Phase.TAIL
+
+    def tail_message(self, msg: Any) -> bool:
+        """Decide for a new-connection message during the tail: True to publish."""
+        if self._first_time(msg):
+            return True
+        self.duplicates += 1
+        return False
+
+    def release(self) -> None:
+        """The tail fence was passed: forget the overlap ids."""
+        self.phase = Phase.DONE
+        self.seen = None
+
+    def abort(self) -> list[Any]:
+        """The new connection was lost first: return what the old one held."""
+        self.phase = Phase.ABORTED
+        self.held_new.clear()
+        held, self.held_old = self.held_old, []
+        return held
