@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit code: 0 on success, 1 on failure, 2 for a usage error.
     """
-    from .bench import _run as _bench
+    from .bench import add_parser as add_bench_parser
     from .cli import add_parsers
 
     parser = argparse.ArgumentParser(
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_parsers(sub)
-    _bench.add_parser(sub)
+    add_bench_parser(sub)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
