@@ -2,8 +2,11 @@
 
 Each connection gets a listen key from the REST endpoint; the connection is
 rotated, with no gap and no duplicate, on ``listenKeyExpired`` or after a
-fixed period. Runs against the embedded FeedServer (whose keys expire every
-two seconds) unless ``--url``/``--rest`` point at a real exchange:
+fixed period. The adapter itself (a listen key per connection, rotation on
+expiry, exactly-once by event id) is ``BinanceFapiUserData`` in
+``wsmux/cli/binance.py``, where ``wsmux demo`` uses it too. Runs against the
+embedded FeedServer (whose keys expire every two seconds) unless
+``--url``/``--rest`` point at a real exchange:
 
     python examples/binance_user_data.py --seconds 5
     BINANCE_API_KEY=... python examples/binance_user_data.py \
@@ -16,48 +19,11 @@ import argparse
 import contextlib
 import os
 import time
-import urllib.request
-from typing import Any
 
 import anyio
-import orjson
 
-from wsmux import Multiplexer
+from wsmux.cli.binance import BinanceFapiUserData
 from wsmux.testing import FeedServer
-
-
-class BinanceFapiUserData(Multiplexer):
-    """The user-data stream of a futures account."""
-
-    def __init__(self, ws_base: str, rest_base: str, api_key: str = "", period: float = 20 * 3600):
-        super().__init__(ws_base, backoff_base=0.2, backoff_cap=5.0)
-        self.ws_base, self.rest_base, self.api_key, self.period = (
-            ws_base,
-            rest_base,
-            api_key,
-            period,
-        )
-
-    def _listen_key(self) -> str:
-        request = urllib.request.Request(f"{self.rest_base}/fapi/v1/listenKey", method="POST")
-        request.add_header("X-MBX-APIKEY", self.api_key)
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return str(orjson.loads(response.read())["listenKey"])
-
-    async def _create_ws(self) -> Any:
-        key = await anyio.to_thread.run_sync(self._listen_key)
-        self.url = f"{self.ws_base}/ws/{key}"
-        return await super()._create_ws()
-
-    async def _when2create_new_ws(self) -> None:
-        # Rotate every `period` seconds, or when the server says the key expired.
-        async with self.stream_filter({"e": "listenKeyExpired"}) as expired:
-            with anyio.move_on_after(self.period):
-                await expired.receive()
-
-    def _message_id(self, msg: Any) -> Any:
-        # Exactly-once across the rotation overlap.
-        return (msg.get("e"), msg.get("E"), msg.get("i")) if "i" in msg else None
 
 
 async def simulate_account(srv: FeedServer) -> None:

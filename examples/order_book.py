@@ -4,8 +4,10 @@ Seed 000's advice ("re-fetch a fresh snapshot after reconnecting and
 re-synchronise"), done for you: the stream is opened with ``gaps="raise"``,
 so an unplanned reconnect surfaces as ``ConnectionGap`` at the exact point
 where messages may be missing, and a broken sequence (``pu`` != last ``u``)
-triggers the same resync. The embedded FeedServer drops the connection about
-every 1.5 s; ``--url`` takes a Binance-futures-like stream instead:
+triggers the same resync. The book itself (snapshot, diffs, sequence check)
+is ``OrderBook`` in ``wsmux/cli/binance.py``, shared with ``wsmux demo``. The
+embedded FeedServer drops the connection about every 1.5 s; ``--url`` takes a
+Binance-futures-like stream instead:
 
     python examples/order_book.py --seconds 5
     python examples/order_book.py --url wss://fstream.binance.com/ws/btcusdt@depth \
@@ -16,64 +18,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import urllib.request
-from typing import Any
 
 import anyio
-import orjson
 
 from wsmux import ConnectionGap, Multiplexer, StreamLagged
+from wsmux.cli.binance import OrderBook
 from wsmux.testing import FeedServer
-
-
-class OrderBook:
-    """Price levels of one symbol, kept in sequence."""
-
-    def __init__(self, symbol: str, rest: str | None) -> None:
-        self.symbol, self.rest = symbol, rest
-        self.bids: dict[float, float] = {}
-        self.asks: dict[float, float] = {}
-        self.last_u: int | None = None
-        self.snapshot_id = 0
-        self.resyncs = 0
-
-    def _fetch_snapshot(self) -> dict[str, Any]:
-        url = f"{self.rest}/fapi/v1/depth?symbol={self.symbol}&limit=1000"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return dict(orjson.loads(response.read()))
-
-    async def resync(self) -> None:
-        self.resyncs += 1
-        self.bids.clear()
-        self.asks.clear()
-        self.last_u = None
-        if self.rest is None:
-            self.snapshot_id = 0  # the embedded exchange has no snapshot: start at the next diff
-            return
-        snap = await anyio.to_thread.run_sync(self._fetch_snapshot)
-        self.snapshot_id = snap["lastUpdateId"]
-        self.bids = {float(p): float(q) for p, q in snap["bids"]}
-        self.asks = {float(p): float(q) for p, q in snap["asks"]}
-
-    def apply(self, diff: dict[str, Any]) -> bool:
-        """Apply a diff; False when the sequence broke and a resync is needed."""
-        if diff["u"] < self.snapshot_id:
-            return True  # older than the snapshot
-        if self.last_u is not None and diff["pu"] != self.last_u:
-            return False
-        for side, levels in ((self.bids, diff["b"]), (self.asks, diff["a"])):
-            for price, qty in levels:
-                if float(qty) == 0:
-                    side.pop(float(price), None)
-                else:
-                    side[float(price)] = float(qty)
-        self.last_u = diff["u"]
-        return True
-
-    def top(self) -> str:
-        bid = max(self.bids, default=0.0)
-        ask = min(self.asks, default=0.0)
-        return f"{self.symbol} bid {bid:.2f} ask {ask:.2f} levels {len(self.bids)}/{len(self.asks)}"
 
 
 async def keep(book: OrderBook, mux: Multiplexer) -> None:

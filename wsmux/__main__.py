@@ -17,16 +17,16 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit code: 0 on success, 1 on failure, 2 for a usage error.
     """
-    from .bench import _run as _bench
-    from .cli import _commands as _cli
+    from .bench import add_parser as add_bench_parser
+    from .cli import add_parsers
 
     parser = argparse.ArgumentParser(
         prog="wsmux",
         description="One websocket connection, any number of independent filtered streams.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _cli.add_parsers(sub)
-    _bench.add_parser(sub)
+    add_parsers(sub)
+    add_bench_parser(sub)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from wsmux.bench._run import BenchResult, format_table, run_bench
+from wsmux.bench import BenchResult, format_table, run_bench
 
 
 @pytest.mark.slow

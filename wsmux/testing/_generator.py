@@ -1,25 +1,22 @@
-"""Private parts of :mod:`wsmux.testing`: the feed's messages and the records kept.
+"""The frames :class:`~wsmux.testing.FeedServer` sends: the feed and garbage.
 
-Nothing here does I/O: :class:`FeedGenerator` builds the frames the server
-sends, :class:`ConnectionRecord` and :class:`FeedServerStats` are what it keeps.
+Nothing here does I/O: :class:`FeedGenerator` builds Binance-style feed
+messages, :func:`garbage_frame` the frames a consumer must survive, and
+:func:`encode` turns what a test passes into a frame.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 __all__ = [
-    "FAULTS",
     "KINDS",
-    "ConnectionRecord",
     "FeedGenerator",
-    "FeedServerStats",
     "FeedSpec",
     "Frame",
     "encode",
@@ -29,23 +26,6 @@ __all__ = [
 
 
 KINDS = frozenset({"trade", "depth"})
-
-#: Fault names for ``FeedServer.schedule``, with the options each accepts.
-FAULTS: Mapping[str, frozenset[str]] = MappingProxyType(
-    {
-        "close": frozenset({"code", "reason"}),
-        "drop": frozenset(),
-        "silence": frozenset({"seconds"}),
-        "half_open": frozenset({"seconds"}),
-        "garbage": frozenset({"kind", "size"}),
-        "refuse": frozenset({"count", "status", "retry_after"}),
-        "delay_handshake": frozenset({"seconds", "count"}),
-        "accept_then_drop": frozenset({"count"}),
-    }
-)
-_CONN_FAULTS = frozenset({"close", "drop", "silence", "half_open", "garbage"})
-_API_ENDPOINTS = frozenset({"listenKey", "userDataStream"})
-_NO_KEY = '{"code":-1125,"msg":"This listenKey does not exist."}'
 
 #: A frame ready for the wire: payload and whether it goes out as a text frame.
 Frame = tuple[bytes, bool]
@@ -195,113 +175,6 @@ class FeedGenerator:
                 "seq": self.seq,
             }
         return orjson.dumps(msg), self._topics[i][kind]
-
-
-@dataclass(eq=False, repr=False, slots=True)
-class ConnectionRecord:
-    """What the server saw of one websocket handshake attempt and connection.
-
-    The server thread updates a record while the connection lives; treat it
-    as read-only. Times are :func:`time.monotonic` values.
-
-    Attributes:
-        id: Connection id, from 1, in order of handshake attempts.
-        path: Request path and query. May hold a listen key: never shown by repr.
-        attempted_at: When the handshake request arrived.
-        listen_key: The key of a user-data stream (``/ws/<key>``), else None.
-        status: HTTP status answered (101 when accepted), None while pending.
-        opened_at: When the connection opened, None if it never did.
-        closed_at: When it closed, None while open or if it never opened.
-        close_code: Close code seen by the server (1006 when the TCP link died).
-        close_reason: Close reason seen by the server.
-        messages: Messages from the client, parsed JSON when possible, else raw.
-        subscriptions: Topics subscribed, as the client wrote them.
-        sent: Frames written to this connection.
-        garbage: Garbage frames among them.
-        dropped: Frames dropped because the client did not read fast enough.
-        last_seq: ``seq`` of the last feed message queued for this connection.
-        silent: The connection is silenced (no data, pings still answered).
-        half_open: The server stopped reading (pings go unanswered, no data).
-    """
-
-    id: int
-    path: str
-    attempted_at: float
-    listen_key: str | None = None
-    status: int | None = None
-    opened_at: float | None = None
-    closed_at: float | None = None
-    close_code: int | None = None
-    close_reason: str = ""
-    messages: list[Any] = field(default_factory=list)
-    subscriptions: set[str] = field(default_factory=set)
-    sent: int = 0
-    garbage: int = 0
-    dropped: int = 0
-    last_seq: int = 0
-    silent: bool = False
-    half_open: bool = False
-
-    @property
-    def accepted(self) -> bool:
-        """Whether the handshake succeeded."""
-        return self.status == 101
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the connection is open now."""
-        return self.opened_at is not None and self.closed_at is None
-
-    @property
-    def user_stream(self) -> bool:
-        """Whether this is a user-data stream (opened with a listen key)."""
-        return self.listen_key is not None
-
-    def __repr__(self) -> str:
-        kind = "user" if self.user_stream else "market"
-        if self.is_open:
-            state = "open"
-        elif self.closed_at is not None:
-            state = f"closed({self.close_code})"
-        else:
-            state = "refused" if self.status is not None else "pending"
-        return (
-            f"<ConnectionRecord #{self.id} {kind} {state} status={self.status} "
-            f"received={len(self.messages)} sent={self.sent}>"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class FeedServerStats:
-    """A snapshot of a :class:`~wsmux.testing.FeedServer`'s counters.
-
-    Attributes:
-        handshakes: Websocket handshake attempts (HTTP API calls excluded).
-        accepted: Handshakes accepted.
-        refused: Handshakes answered with an HTTP error.
-        open: Connections open now.
-        http_requests: Listen-key API calls.
-        feed_messages: Feed messages produced (each ``seq`` once per sequence).
-        last_seq: ``seq`` of the last broadcast feed message.
-        frames_sent: Frames written to clients, all connections, all kinds.
-        garbage_sent: Garbage frames among them.
-        dropped: Frames dropped because a client did not read fast enough.
-        client_messages: Messages received from clients.
-        faults: Faults applied, by name (``"drop"``, ``"refuse"``, ...).
-    """
-
-    handshakes: int
-    accepted: int
-    refused: int
-    open: int
-    http_requests: int
-    feed_messages: int
-    last_seq: int
-    frames_sent: int
-    garbage_sent: int
-    dropped: int
-    client_messages: int
-    faults: Mapping[str, int]
 
 
 @dataclass(frozen=True, slots=True)

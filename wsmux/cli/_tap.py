@@ -1,0 +1,164 @@
+"""``wsmux tap URL``: print the messages a filter selects as JSON lines.
+
+The multiplexer runs in a thread (:func:`wsmux.run_in_thread`); the main
+thread reads a :class:`wsmux.ThreadStream` and writes stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import IO, Any
+
+import anyio
+import orjson
+
+from .. import ConnectionGap, Multiplexer, StreamLagged, ThreadStream, WsmuxError, run_in_thread
+from ._common import (
+    json_filter,
+    json_value,
+    key_value,
+    positive_float,
+    positive_int,
+    quiet_broken_pipe,
+    setup_logging,
+    status,
+    ws_url,
+)
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub: Any) -> None:
+    """Add the ``tap`` subcommand.
+
+    Args:
+        sub: The object ``ArgumentParser.add_subparsers`` returned.
+    """
+    tap = sub.add_parser(
+        "tap",
+        help="print the messages of a websocket as JSON lines",
+        description="Connect to URL (reconnecting as needed), send the --send messages after"
+        " each connect, and print the messages the filters select as JSON lines on stdout."
+        " Status changes go to stderr. Stops on Ctrl-C or after --count messages.",
+        epilog='example: wsmux tap wss://fstream.binance.com/ws -f e=aggTrade --send \'{"method":'
+        ' "SUBSCRIBE", "params": ["btcusdt@aggTrade"], "id": 1}\' --count 5',
+    )
+    tap.add_argument("url", type=ws_url, metavar="URL", help="a ws:// or wss:// URL")
+    tap.add_argument(
+        "-f",
+        dest="items",
+        action="append",
+        default=[],
+        type=key_value,
+        metavar="KEY=VALUE",
+        help="keep messages whose KEY equals VALUE (JSON, or a plain string); repeat to AND",
+    )
+    tap.add_argument(
+        "--filter",
+        type=json_filter,
+        metavar="JSON",
+        help="a filter as JSON: an object (AND) or a list of objects (OR),"
+        ' e.g. \'[{"e": "trade"}]\'',
+    )
+    tap.add_argument(
+        "--send",
+        action="append",
+        default=[],
+        type=json_value,
+        metavar="JSON",
+        help="a message to send after each connect (repeatable)",
+    )
+    tap.add_argument("--count", type=positive_int, metavar="N", help="stop after N messages")
+    tap.add_argument(
+        "--rotate-every",
+        type=positive_float,
+        metavar="S",
+        help="replace the connection every S seconds, with no gap",
+    )
+    tap.add_argument(
+        "--retries",
+        type=positive_int,
+        metavar="N",
+        help="give up after N failed connection attempts in a row (default: never)",
+    )
+    tap.add_argument("-v", "--verbose", action="store_true", help="log more to stderr")
+    tap.set_defaults(func=_tap)
+
+
+class _TapMux(Multiplexer):
+    def __init__(self, url: str, sends: list[Any], rotate_every: float | None, **kw: Any):
+        super().__init__(url, **kw)
+        self._sends = sends
+        self._rotate_every = rotate_every
+        self._opened = 0
+
+    async def _on_connect(self, ws: Any) -> None:
+        self._opened += 1
+        if self._opened == 1:
+            what = "connected to"
+        elif self.state == "rotating":
+            what = "rotated to a new connection to"
+        else:
+            what = "reconnected to"
+        status(f"{what} {self._redacted}")
+        for msg in self._sends:
+            await ws.send(orjson.dumps(msg).decode())
+
+    async def _when2create_new_ws(self) -> None:
+        if self._rotate_every is None:
+            await anyio.sleep_forever()
+        else:
+            await anyio.sleep(self._rotate_every)
+
+
+def _tap(args: argparse.Namespace) -> int:
+    items = dict(args.items)
+    filters: list[dict[str, Any]] | None
+    if args.filter is not None:
+        filters = [{**clause, **items} for clause in args.filter]
+    else:
+        filters = [items] if items else None
+    undo = setup_logging(args.verbose)
+    mux = _TapMux(args.url, args.send, args.rotate_every, max_attempts=args.retries)
+    out = sys.stdout
+    count = 0
+    try:
+        raw = mux.stream_filter(filters, maxsize=65536)  # before start: misses nothing
+        with run_in_thread(mux, wait=False) as t:
+            count = _print_messages(ThreadStream(t, raw), out, args.count)
+    except KeyboardInterrupt:
+        status("interrupted")
+    except BrokenPipeError:
+        quiet_broken_pipe()
+    except WsmuxError as exc:
+        status(f"error: {exc}")
+        return 1
+    finally:
+        undo()
+    if args.count is not None and count < args.count:
+        status(f"stopped after {count} message(s)")
+    return 0
+
+
+def _print_messages(stream: ThreadStream, out: IO[str], limit: int | None) -> int:
+    count = 0
+    while limit is None or count < limit:
+        try:
+            try:
+                msg = stream.receive_nowait()
+            except anyio.WouldBlock:
+                out.flush()  # flush once per burst, not per line
+                msg = stream.receive()
+        except StreamLagged as exc:
+            status(f"too slow: {exc.count} message(s) dropped")
+            continue
+        except (anyio.EndOfStream, WsmuxError) as exc:
+            if isinstance(exc, anyio.EndOfStream | ConnectionGap):
+                break
+            raise
+        out.write(orjson.dumps(msg, default=str).decode())
+        out.write("\n")
+        count += 1
+    out.flush()
+    return count

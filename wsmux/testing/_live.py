@@ -1,0 +1,97 @@
+"""Server-side state of the feed server's connections, and its request answers.
+
+A :class:`Live` is one open connection as the server thread sees it: its
+record, its outgoing queue and writer, the topics it subscribed to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from ._generator import Frame, normalize_topic
+from ._records import ConnectionRecord
+
+__all__ = ["HandshakeFaults", "Live", "answer", "split_path"]
+
+
+class Live:
+    """Server-side state of one open connection (server thread only)."""
+
+    __slots__ = ("feed", "queue", "rec", "topics", "writer", "ws")
+
+    def __init__(self, ws: ServerConnection, rec: ConnectionRecord, queue_size: int) -> None:
+        self.ws = ws
+        self.rec = rec
+        self.queue: asyncio.Queue[Frame] = asyncio.Queue(queue_size)
+        self.topics = {normalize_topic(t) for t in rec.subscriptions}
+        self.writer: asyncio.Task[None] | None = None
+        self.feed: asyncio.Task[None] | None = None
+
+    @property
+    def muted(self) -> bool:
+        return self.rec.silent or self.rec.half_open or self.rec.closed_at is not None
+
+    async def write(self, counts: Counter[str]) -> None:
+        """Write what is queued until the connection closes (the writer task)."""
+        ws, queue, rec = self.ws, self.queue, self.rec
+        try:
+            while True:
+                data, text = await queue.get()
+                try:
+                    if not (rec.silent or rec.half_open):
+                        await ws.send(data, text=text)
+                        rec.sent += 1
+                        counts["frames_sent"] += 1
+                finally:
+                    queue.task_done()
+        except ConnectionClosed:
+            return  # the handler records how the connection ended
+
+
+class HandshakeFaults:
+    """Faults armed for the next handshakes; counts may be ``math.inf``."""
+
+    __slots__ = ("delay", "drop_left", "refuse")
+
+    def __init__(self) -> None:
+        self.refuse: tuple[float, int, float | None] = (0, 503, None)  # left, status, retry
+        self.delay: tuple[float, float] = (0, 0.0)  # left, seconds
+        self.drop_left: float = 0
+
+
+def split_path(path: str) -> tuple[str | None, set[str]]:
+    """Return the listen key of ``/ws/<key>``, or the topics a market path names."""
+    parts = urlsplit(path)
+    segments = [s for s in parts.path.split("/") if s]
+    topics = {t for v in parse_qs(parts.query).get("streams", []) for t in v.split("/") if t}
+    if len(segments) == 2 and segments[0] == "ws":
+        if "@" not in segments[1]:
+            return segments[1], set()
+        topics.add(segments[1])
+    return None, topics
+
+
+def answer(live: Live, msg: dict[str, Any]) -> dict[str, Any] | None:
+    """The reply to a client request: (UN)SUBSCRIBE, LIST_SUBSCRIPTIONS, or an echo of ``id``."""
+    method, params, subs = msg.get("method"), msg.get("params"), live.rec.subscriptions
+    result: Any = None
+    if method in ("SUBSCRIBE", "UNSUBSCRIBE") and isinstance(params, list):
+        topics = {t for t in params if isinstance(t, str)}
+        if method == "SUBSCRIBE":
+            subs |= topics
+        else:
+            subs -= topics
+        live.topics = {normalize_topic(t) for t in subs}
+    elif method == "LIST_SUBSCRIPTIONS":
+        result = sorted(subs)
+    elif "id" in msg:
+        result = params
+    else:
+        return None
+    return {"result": result, "id": msg.get("id")}
