@@ -1,8 +1,12 @@
 """A multiplexer on its own event-loop thread, used from ordinary threads.
 
-Owns the loop thread, blocking stream iterators (:class:`ThreadStream`) and
-handler threads. Built on the front object's public API; imports the top
-package's private modules and :mod:`wsmux.fanout`, never the tools.
+Owns the loop thread and the calls into it from other threads
+(``_loop_thread``), blocking stream iterators (``_thread_stream``), plain
+handlers each in a thread of its own (``_handler_thread``), and the handle
+that puts them together (``_mux_thread``); each module imports only those
+listed before it. Built on the Multiplexer's public API; may import
+:mod:`wsmux.fanout` and the top package's ``_exceptions`` and ``_log``
+(``_mux`` for types only), never the connection layer or the tools.
 """
 
 from ._mux_thread import MuxThread, run_in_thread

@@ -2,8 +2,8 @@
 
 The websocket (handshakes, pings, reading, rotation) lives on a private event
 loop in a thread named ``wsmux-<host>``, so a caller that blocks for seconds,
-or a busy main event loop, never delays it. Other threads talk to it through
-an anyio :class:`~anyio.from_thread.BlockingPortal`:
+or a busy main event loop, never delays it. Other threads reach that loop
+through :class:`~._loop_thread.LoopThread` (an anyio blocking portal):
 
 * :class:`ThreadStream` is a stream read with a blocking ``for`` loop (or
   ``async for`` from another event loop, without blocking that loop). Each
@@ -17,32 +17,39 @@ an anyio :class:`~anyio.from_thread.BlockingPortal`:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
-import anyio.lowlevel
-from anyio.from_thread import BlockingPortal
 
 from .._exceptions import MultiplexerClosed, NotConnected
-from .._log import log
+from .._log import log, redact_url
 from ..fanout._hub import _is_async, _name
 from ..fanout._match import Filters
 from ..fanout._stream import Overflow
-from ._thread_stream import ThreadStream, _HandlerThread
+from ._handler_thread import HandlerThreads
+from ._loop_thread import LoopThread
+from ._thread_stream import ThreadStream
 
 if TYPE_CHECKING:
     from .._mux import Multiplexer, MultiplexerStats
 
 __all__ = ["MuxThread", "ThreadStream", "run_in_thread"]
 
-T = TypeVar("T")
-
 _names = itertools.count(1)
+
+
+def _where(mux: Multiplexer) -> str:
+    return "a custom _create_ws" if mux.url is None else redact_url(mux.url)
+
+
+def _host(mux: Multiplexer) -> str:
+    return "custom" if mux.url is None else redact_url(mux.url).partition("://")[2]
 
 
 class MuxThread:
@@ -51,126 +58,55 @@ class MuxThread:
     Made by :func:`run_in_thread`. Every method may be called from any other
     thread; blocking ones raise RuntimeError when called from the
     multiplexer's own thread (an inline or async handler), where they would
-    deadlock. Leave it with ``with`` or :meth:`stop`.
+    deadlock. Leave it with ``with`` or :meth:`stop`: no handler is called
+    after that returns.
 
     Attributes:
         mux: The multiplexer. Touch it only from its own thread (through
             :meth:`call`); this object's methods do that for you.
+        name: The loop thread's name.
     """
 
     def __init__(
         self, mux: Multiplexer, *, backend: str = "asyncio", name: str | None = None
     ) -> None:
         self.mux = mux
-        self._backend = backend
-        host = mux._redacted.partition("://")[2] or "custom"
-        self.name = name or f"wsmux-{host}-{next(_names)}"
-        self._thread = threading.Thread(target=self._thread_main, name=self.name, daemon=True)
-        self._portal: BlockingPortal | None = None
-        self._portal_up = threading.Event()
-        self._connected = threading.Event()
-        self._done = threading.Event()
+        self.name = name or f"wsmux-{_host(mux)}-{next(_names)}"
+        self._connected = threading.Event()  # connected, or failed, or stopped
+        self._bridge = LoopThread(
+            self._main, name=self.name, backend=backend, on_done=self._connected.set
+        )
         self._error: BaseException | None = None
         self._error_raised = False
-        self._stop_requested = False
-        self._handlers: dict[Callable[..., Any], _HandlerThread | None] = {}
-        self._handler_ids = itertools.count(1)
+        self._loop_handlers: set[Callable[..., Any]] = set()  # inline or async
+        self._threads = HandlerThreads()
 
     def __repr__(self) -> str:
         state = self.mux.state if self.running else "stopped"
         return f"<MuxThread {self.name} {state}>"
 
-    # -- the thread ----------------------------------------------------------
+    # -- the loop ------------------------------------------------------------
 
     def _start(self) -> None:
-        self._thread.start()
-        self._portal_up.wait()
-
-    def _thread_main(self) -> None:
-        try:
-            anyio.run(self._main, backend=self._backend)
-        except BaseException as exc:  # anyio.run itself failed (bad backend, ...)
-            self._error = exc
-            log.error("%s: event loop failed: %r", self.name, exc)
-        finally:
-            self._done.set()
-            self._portal_up.set()
-            self._connected.set()
+        self._bridge.start()
 
     async def _main(self) -> None:
-        mux = self.mux
-        async with BlockingPortal() as portal:
-            self._portal = portal
-            self._portal_up.set()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch_connected)
             try:
-                async with mux:
-                    self._connected.set()
-                    while not mux._exiting and mux.state not in ("closed", "failed"):
-                        await mux._wait_state_change(float("inf"))
+                await self.mux.run()
             except Exception as exc:
                 self._error = exc
             finally:
                 self._connected.set()
+                tg.cancel_scope.cancel()
 
-    async def _exit_mux(self) -> None:
-        mux = self.mux
-        if mux.state == "idle":  # _main is entering it: exit() would race with that
-            await mux._wait_state_change(float("inf"))
-        await mux.exit()
-
-    def _portal_or_none(self) -> BlockingPortal | None:
-        return None if self._done.is_set() else self._portal
-
-    def _check_thread(self) -> None:
-        if threading.current_thread() is self._thread:
-            raise RuntimeError(
-                "a blocking MuxThread method was called from the multiplexer's own thread;"
-                " use the multiplexer's async methods there"
-            )
-
-    def _spawn(self, fn: Callable[..., Any], *args: Any) -> Future[Any] | None:
-        """Start ``fn(*args)`` on the loop; None once the loop has stopped.
-
-        The portal stops only after the multiplexer has fully exited, so
-        when this returns None nothing else touches the multiplexer.
-
-        Raises:
-            RuntimeError: Called from the multiplexer's own thread.
-        """
-        self._check_thread()
-        portal = self._portal_or_none()
-        if portal is None:
-            return None
-        try:
-            return portal.start_task_soon(fn, *args)
-        except RuntimeError:
-            return None
-
-    @staticmethod
-    def _wait(future: Future[T]) -> T:
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()  # Ctrl-C in this thread: stop the loop side too
-            raise
-
-    def _submit_wait(self, fn: Callable[..., Any], *args: Any) -> bool:
-        """Run ``fn(*args)`` on the loop and wait; False when the loop has stopped."""
-        future = self._spawn(fn, *args)
-        if future is None:
-            return False
-        self._wait(future)
-        return True
-
-    def _run_sync(self, fn: Callable[..., T], *args: Any) -> T:
-        """Call a quick sync function on the loop, or here once it stopped."""
-        if threading.current_thread() is self._thread:
-            return fn(*args)
-        future = self._spawn(fn, *args)
-        if future is None:
-            return fn(*args)
-        result: T = self._wait(future)
-        return result
+    async def _watch_connected(self) -> None:
+        # Only success is signalled here: a failure is signalled by _main once
+        # the error is recorded, so that run_in_thread sees it.
+        with contextlib.suppress(MultiplexerClosed):
+            await self.mux.wait_connected()
+            self._connected.set()
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the multiplexer's loop and return its result.
@@ -189,17 +125,14 @@ class MuxThread:
             RuntimeError: Called from the multiplexer's own thread.
             Exception: What ``fn`` raised.
         """
-        future = self._spawn(fn, *args)
-        if future is None:
-            raise MultiplexerClosed("the multiplexer's thread has stopped")
-        return self._wait(future)
+        return self._bridge.call(fn, *args)
 
     # -- state ---------------------------------------------------------------
 
     @property
     def running(self) -> bool:
         """True while the thread runs the multiplexer."""
-        return not self._done.is_set()
+        return self._bridge.running
 
     @property
     def state(self) -> str:
@@ -209,12 +142,12 @@ class MuxThread:
     @property
     def error(self) -> BaseException | None:
         """The error the multiplexer died of, if it did."""
-        return self._error
+        return self._error or self._bridge.failure
 
     @property
     def topics(self) -> list[str]:
         """The topics subscribed to."""
-        return self._run_sync(lambda: self.mux.topics)
+        return self._bridge.run_sync(lambda: self.mux.topics)
 
     def stats(self) -> MultiplexerStats:
         """Return a snapshot of the multiplexer's counters.
@@ -225,8 +158,8 @@ class MuxThread:
         Returns:
             The counters, taken on the multiplexer's loop.
         """
-        stats = self._run_sync(self.mux.stats)
-        extra = sum(h.errors for h in list(self._handlers.values()) if h is not None)
+        stats = self._bridge.run_sync(self.mux.stats)
+        extra = self._threads.errors
         return stats._replace(handler_errors=stats.handler_errors + extra) if extra else stats
 
     def wait_connected(self, timeout: float | None = None) -> None:
@@ -272,7 +205,7 @@ class MuxThread:
             TypeError: The filter is malformed.
             ValueError: An option is out of range.
         """
-        stream = self._run_sync(
+        stream = self._bridge.run_sync(
             lambda: self.mux.stream_filter(
                 filters, maxsize=maxsize, overflow=overflow, gaps=gaps, topics=topics, name=name
             )
@@ -301,7 +234,7 @@ class MuxThread:
         Raises:
             TypeError: ``cls`` is not a class or tuple of classes.
         """
-        stream = self._run_sync(lambda: self.mux.listen(cls, filters, **options))
+        stream = self._bridge.run_sync(lambda: self.mux.listen(cls, filters, **options))
         return ThreadStream(self, stream, timeout)
 
     def add_handler(
@@ -335,23 +268,23 @@ class MuxThread:
         """
         if not callable(fn):
             raise TypeError(f"handler must be callable, not {type(fn).__name__}")
-        if fn in self._handlers:
+        if fn in self._loop_handlers or fn in self._threads:
             raise ValueError(f"{fn!r} is already a handler")
 
         if inline or _is_async(fn):
-            self._run_sync(
+            self._bridge.run_sync(
                 lambda: self.mux.add_handler(fn, filters, maxsize=maxsize, overflow=overflow)
             )
-            self._handlers[fn] = None
+            self._loop_handlers.add(fn)
             return
         stream = self.stream_filter(filters, maxsize=maxsize, overflow=overflow, name=_name(fn))
-        name = f"wsmux-handler-{next(self._handler_ids)}-{_name(fn)}"
-        handler = _HandlerThread(fn, stream, name)
-        self._handlers[fn] = handler
-        handler.thread.start()
+        self._threads.add(fn, stream)
 
     def remove_handler(self, fn: Callable[..., Any]) -> None:
         """Stop calling a handler; its thread ends once its current call returns.
+
+        What its thread had buffered is dropped. Called from another thread,
+        this waits for that call; from the handler's own thread, it does not.
 
         Args:
             fn: A handler added before.
@@ -359,15 +292,13 @@ class MuxThread:
         Raises:
             KeyError: ``fn`` is not a handler.
         """
-        if fn not in self._handlers:
+        if fn in self._loop_handlers:
+            self._loop_handlers.discard(fn)
+            self._bridge.run_sync(self.mux.remove_handler, fn)
+        elif fn in self._threads:
+            self._threads.remove(fn)
+        else:
             raise KeyError(f"{fn!r} is not a handler")
-        handler = self._handlers.pop(fn)
-        if handler is None:
-            self._run_sync(self.mux.remove_handler, fn)
-            return
-        handler.stream.close()
-        if handler.thread is not threading.current_thread():
-            handler.thread.join()
 
     def on(
         self, filters: Filters = None, **options: Any
@@ -451,55 +382,45 @@ class MuxThread:
     def stop(self, timeout: float | None = 30.0) -> None:
         """Exit the multiplexer, end every stream, and join the thread(s).
 
-        Idempotent. Called from the multiplexer's own thread or a handler
-        thread, it starts the shutdown and returns without waiting for itself.
+        Plain handlers are stopped first: what their threads have buffered
+        is dropped and each finishes at most the call in progress. Once this
+        returns, no handler is called again. Idempotent. Called from the
+        multiplexer's own thread or a handler thread, it starts all that and
+        returns without waiting for itself.
 
         Args:
-            timeout: Seconds to wait for the thread to end.
+            timeout: Seconds to wait for the threads to end.
 
         Raises:
-            TimeoutError: The thread did not end in time.
+            TimeoutError: A thread did not end in time.
             Exception: The error the multiplexer died of (once).
         """
-        self._stop_requested = True
-        current = threading.current_thread()
-        if current is self._thread:
-            if not self.mux._exiting:
-                self.mux._in_background(self.mux.exit)
-            return
-        portal = self._portal_or_none()
-        if portal is not None:
-            try:
-                portal.start_task_soon(self._exit_mux)
-            except RuntimeError:
-                log.debug("%s: loop already stopping", self.name)
-        in_handler = any(
-            h is not None and h.thread is current for h in list(self._handlers.values())
-        )
-        if in_handler:
-            return
-        self.join(timeout)
+        in_handler = self._threads.stop_all()
+        if not self._bridge.start_soon(self.mux.exit):
+            log.debug("%s: loop already stopping", self.name)
+        if not (in_handler or self._bridge.is_current()):
+            self.join(timeout)
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait until the thread ends (after :meth:`stop`, or by itself on failure).
+        """Wait until the threads end (after :meth:`stop`, or by themselves on failure).
 
         Args:
             timeout: Seconds to wait; None waits as long as it takes.
 
         Raises:
-            TimeoutError: The thread is still running after ``timeout``.
+            TimeoutError: A thread is still running after ``timeout``.
+            RuntimeError: Called from the multiplexer's own thread.
             Exception: The error the multiplexer died of (once).
         """
-        self._check_thread()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
+        self._bridge.check_thread()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._bridge.join(timeout):
             raise TimeoutError(f"{self.name} did not stop within {timeout}s")
-        for handler in list(self._handlers.values()):
-            if handler is not None and handler.thread is not threading.current_thread():
-                handler.thread.join(timeout)
-        if self._error is not None and not self._error_raised:
+        self._threads.join_all(deadline)
+        error = self.error
+        if error is not None and not self._error_raised:
             self._error_raised = True
-            raise self._error
+            raise error
 
     def __enter__(self) -> MuxThread:
         return self
@@ -554,11 +475,11 @@ def run_in_thread(
         return handle
     try:
         if not handle._connected.wait(timeout):
-            raise NotConnected(f"no connection to {mux._redacted} within {timeout}s")
+            raise NotConnected(f"no connection to {_where(mux)} within {timeout}s")
     except BaseException:
         handle._error_raised = True
         handle.stop()
         raise
-    if handle._error is not None:
+    if handle.error is not None:
         handle.stop()  # raises the error
     return handle

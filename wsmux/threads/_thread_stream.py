@@ -3,26 +3,23 @@
 :class:`ThreadStream` wraps a :class:`~wsmux.Stream` that lives on the
 multiplexer's own loop: each trip there takes every message already
 buffered, so a reader that keeps up pays one cross-thread hop per burst.
+Its owner lends it the loop thread (:class:`~._loop_thread.LoopOwner`).
 """
 
 from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import anyio
 import anyio.lowlevel
 
-from .._exceptions import ConnectionGap, MultiplexerClosed, StreamClosed, StreamLagged
-from .._log import log
-from ..fanout._hub import _name
+from .._exceptions import MultiplexerClosed, StreamClosed
 from ..fanout._stream import Stream, StreamStatistics
-
-if TYPE_CHECKING:
-    from ._mux_thread import MuxThread
+from ._loop_thread import LoopOwner
 
 __all__ = ["ThreadStream"]
 
@@ -55,10 +52,10 @@ class ThreadStream:
             (None: wait as long as it takes).
     """
 
-    __slots__ = ("_items", "_lock", "_owner", "_stream", "timeout")
+    __slots__ = ("_bridge", "_items", "_lock", "_stream", "timeout")
 
-    def __init__(self, owner: MuxThread, stream: Stream, timeout: float | None = None) -> None:
-        self._owner = owner
+    def __init__(self, owner: LoopOwner, stream: Stream, timeout: float | None = None) -> None:
+        self._bridge = owner._bridge
         self._stream = stream
         self._items: collections.deque[Any] = collections.deque()
         self._lock = threading.Lock()
@@ -133,7 +130,7 @@ class ThreadStream:
             msg = self._take()
             if msg is not _EMPTY:
                 return msg
-            if not self._owner._submit_wait(self._fetch, limit):
+            if not self._bridge.submit_wait(self._fetch, limit):
                 return self._local()
             msg = self._take()
         if msg is _EMPTY:
@@ -153,7 +150,7 @@ class ThreadStream:
         """
         msg = self._take()
         if msg is _EMPTY:
-            if not self._owner.running:
+            if not self._bridge.running:
                 return self._local()
             raise anyio.WouldBlock
         return msg
@@ -181,13 +178,7 @@ class ThreadStream:
         if msg is not _EMPTY:
             await anyio.lowlevel.checkpoint()
             return msg
-        portal = self._owner._portal_or_none()
-        if portal is None:
-            await anyio.lowlevel.checkpoint()
-            return self._local()
-        try:
-            await portal.call_async(self._fetch, limit)
-        except RuntimeError:  # the portal stopped in between
+        if not await self._bridge.asubmit_wait(self._fetch, limit):
             return self._local()
         msg = self._take()
         if msg is _EMPTY:
@@ -214,10 +205,14 @@ class ThreadStream:
 
     # -- closing -------------------------------------------------------------
 
+    def _discard(self) -> None:
+        """Drop what was already moved to this side; the stream stays open."""
+        self._items.clear()
+
     def close(self) -> None:
         """Close the stream; what it still holds is dropped. Idempotent."""
         self._items.clear()
-        self._owner._run_sync(self._stream.close_nowait)
+        self._bridge.run_sync(self._stream.close_nowait)
 
     def __enter__(self) -> ThreadStream:
         return self
@@ -252,34 +247,6 @@ class ThreadStream:
         Returns:
             delivered, dropped, buffered and peak.
         """
-        stats = self._owner._run_sync(self._stream.statistics)
+        stats = self._bridge.run_sync(self._stream.statistics)
         local = sum(1 for item in list(self._items) if not isinstance(item, _Raise))
         return stats._replace(delivered=stats.delivered - local, buffered=stats.buffered + local)
-
-
-class _HandlerThread:
-    """A plain handler fed by its own stream in its own thread."""
-
-    def __init__(self, fn: Callable[[Any], object], stream: ThreadStream, name: str) -> None:
-        self.fn = fn
-        self.stream = stream
-        self.errors = 0
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def _run(self) -> None:
-        fn, stream = self.fn, self.stream
-        while True:
-            try:
-                msg = stream.receive()
-            except StreamLagged as exc:
-                log.warning("handler %s lagged: %d message(s) lost", _name(fn), exc.count)
-                continue
-            except ConnectionGap:
-                continue
-            except Exception:
-                return  # end of stream, closed, or the multiplexer's fatal error
-            try:
-                fn(msg)
-            except Exception as exc:
-                self.errors += 1
-                log.error("handler %s raised %r", _name(fn), exc, exc_info=exc)
