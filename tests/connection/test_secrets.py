@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
-from wsmux import Multiplexer
+from wsmux import FatalConnectError, Multiplexer
 from wsmux.connection._transport import scrub, scrub_log
 from wsmux.testing import FeedServer
 
@@ -105,3 +105,23 @@ def test_scrub_log_masks_header_lines_and_urls() -> None:
     )
     # An exception's name is not a header: the message stays readable.
     assert scrub_log("KeyError: 'topic'") == "KeyError: 'topic'"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("transport", ["websockets", "picows"])
+async def test_port_out_of_range_is_fatal_at_once(
+    transport: str, anyio_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fails on the old code: urllib's ValueError was retried forever."""
+    if transport == "picows" and anyio_backend != "asyncio":
+        pytest.skip("picows runs on asyncio only")
+    caplog.set_level(logging.DEBUG)
+    url = f"ws://{USER}:{PASSWORD}@127.0.0.1:99999/ws?token={TOKEN}"
+    mux = Multiplexer(url, transport=transport, **FAST)  # type: ignore[arg-type]
+    with anyio.fail_after(1), pytest.raises(FatalConnectError, match="Port out of range") as info:
+        async with mux:
+            pass
+    assert mux.stats().connect_errors == 1
+    assert "ws://127.0.0.1:<invalid port>" in str(info.value)
+    assert PASSWORD not in str(info.value) and TOKEN not in str(info.value)
+    assert _leaks(caplog.records, [PASSWORD, TOKEN]) == []

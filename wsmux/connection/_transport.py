@@ -13,6 +13,7 @@ import email.utils
 import logging
 import re
 import time
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -222,8 +223,9 @@ def classify(exc: BaseException, url: str | None = None) -> Failure:
     Network errors, timeouts, closed connections, 408/425/429/5xx handshake
     refusals and unknown errors (say, a failed REST call in ``_create_ws``)
     are retried; ``Retry-After`` is honoured. 401, 403 and other 4xx
-    refusals, invalid URLs, :class:`FatalConnectError` raised by a hook, and
-    programming errors (TypeError, AttributeError, ...) are fatal.
+    refusals, invalid URLs (a port out of range included),
+    :class:`FatalConnectError` raised by a hook, and programming errors
+    (TypeError, AttributeError, ...) are fatal.
 
     Args:
         exc: The exception raised while connecting.
@@ -242,10 +244,23 @@ def classify(exc: BaseException, url: str | None = None) -> Failure:
         return Failure(True, exc.status, None, scrub(str(exc), url))
     if isinstance(exc, wse.InvalidURI):
         return Failure(True, None, None, f"invalid URL ({name})")
+    if isinstance(exc, ValueError) and _invalid_port(url):
+        # urllib's "Port out of range 0-65535", raised by websockets and picows alike.
+        return Failure(True, None, None, scrub(f"invalid URL: {exc}", url))
     if isinstance(exc, OSError | TimeoutError | EOFError | wse.ConnectionClosed):
         return Failure(False, None, None, scrub(f"{name}: {exc}", url))
     fatal = isinstance(exc, _PROGRAMMING_ERRORS)
     return Failure(fatal, None, None, scrub(f"{name}: {exc}", url))
+
+
+def _invalid_port(url: str | None) -> bool:
+    if url is None:
+        return False
+    try:
+        urllib.parse.urlsplit(url).port  # noqa: B018 - parsed for its ValueError
+    except ValueError:
+        return True
+    return False
 
 
 _PROGRAMMING_ERRORS = (
