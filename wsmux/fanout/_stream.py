@@ -1,7 +1,7 @@
 """Per-subscriber bounded buffers with an overflow policy.
 
 A :class:`Stream` is filled by the hub (synchronously, from the reader) and
-drained by one consumer task. Reading a buffered message costs no event-loop
+drained by a consumer task (or several). Reading a buffered message costs no event-loop
 round trip; every :data:`CHECKPOINT_EVERY` reads the consumer still yields, so
 a busy consumer lets other tasks run. The hub is told when a buffer climbs to
 half full, so the reader can yield and let consumers catch up before a burst
@@ -49,12 +49,48 @@ _Future = asyncio.Future
 
 
 def _set(event: Any) -> None:
-    """Wake a consumer waiting on an asyncio future or an anyio.Event."""
+    """Wake every consumer waiting on a future, an anyio.Event or _Readers."""
     if event.__class__ is _Future:
         if not event.done():  # done: the wait was cancelled
             event.set_result(None)
+    elif event.__class__ is _Readers:
+        event.set_all()
     else:
         event.set()
+
+
+class _Readers:
+    """Several asyncio readers waiting on one stream, each on its own future.
+
+    A reader's cancellation cancels its own future only, so the others keep
+    waiting (on one shared future it would cancel them all). ``set`` wakes
+    one reader per message; while readers remain, the group puts itself back
+    as the stream's waiter. A single reader waits on a bare future, so the
+    publisher's path is unchanged when there is one reader.
+    """
+
+    __slots__ = ("_stream", "futures")
+
+    def __init__(self, stream: Stream, futures: list[asyncio.Future[None]]) -> None:
+        self._stream = stream
+        self.futures = collections.deque(futures)
+
+    def set(self) -> None:
+        """Wake the reader that has waited longest (called by ``_put``)."""
+        futures = self.futures
+        while futures:
+            fut = futures.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                break
+        if futures and self._stream._event is None:
+            self._stream._event = self
+
+    def set_all(self) -> None:
+        futures, self.futures = self.futures, collections.deque()
+        for fut in futures:
+            if not fut.done():
+                fut.set_result(None)
 
 
 class _Owner(Protocol):
@@ -90,6 +126,11 @@ class Stream:
     stream.close()`` or by leaving ``async with stream:``. Iteration ends
     when the multiplexer exits cleanly, and raises the multiplexer's error
     when it dies; messages already buffered are delivered first either way.
+
+    Several tasks may read one stream at once, as workers of one queue: each
+    message goes to exactly one of them, and a reader that is cancelled (a
+    timeout around ``receive()``, say) leaves the others waiting, under
+    asyncio as under trio.
 
     Every subscriber sees the same message object: treat messages as
     read-only.
@@ -308,15 +349,40 @@ class Stream:
                 event = self._event = anyio.Event()
             await event.wait()
             return
-        fut = self._event
-        if fut is None or fut.done():
-            fut = self._event = loop.create_future()
+        fut = loop.create_future()
+        event = self._event
+        if event is None or (event.__class__ is _Future and event.done()):
+            self._event = fut
+        elif event.__class__ is _Future:
+            self._event = _Readers(self, [event, fut])
+        else:
+            event.futures.append(fut)
         try:
             await fut
         except BaseException:
-            if self._event is fut:
-                self._event = None
+            self._forget(fut)
             raise
+
+    def _forget(self, fut: asyncio.Future[None]) -> None:
+        """Drop a leaving reader's future; pass on a wake-up it received."""
+        event = self._event
+        if event is fut:
+            self._event = None
+        elif event is not None and event.__class__ is _Readers:
+            if fut in event.futures:
+                event.futures.remove(fut)
+            if not event.futures:
+                self._event = None
+        if fut.done() and not fut.cancelled():
+            # Woken for a message, then cancelled before reading it: another
+            # reader must take it, or it would wait with a message buffered.
+            event = self._event
+            if event is not None:
+                self._event = None
+                if event.__class__ is _Readers:
+                    event.set()
+                elif not event.done():
+                    event.set_result(None)
 
     def __aiter__(self) -> Stream:
         return self
