@@ -12,8 +12,8 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from types import CoroutineType, TracebackType
 from typing import Any, Literal, TypeAlias
 
 import anyio
@@ -43,9 +43,12 @@ class _SyncHandler:
 
     def _put(self, msg: Any) -> None:
         try:
-            self.fn(msg)
+            result = self.fn(msg)
         except Exception as exc:
             self._hub._handler_failed(self.fn, exc)
+            return
+        if result is not None and result.__class__ is CoroutineType:
+            self._hub._handler_returned_coroutine(self.fn, result)
 
 
 class Hub:
@@ -165,11 +168,12 @@ class Hub:
     ) -> None:
         """Call ``fn(msg)`` for every message the filter selects.
 
-        A plain function runs inline in the reader and must be quick. A
-        coroutine function gets its own stream and task, so a slow one never
-        delays the reader or other subscribers; ``maxsize`` and ``overflow``
-        apply to that stream (a lag is logged and counted). Exceptions are
-        logged and counted, never propagated.
+        A plain function runs inline in the reader and must be quick; one
+        that returns a coroutine is an error (the coroutine is closed, logged
+        and counted, never run). A coroutine function gets its own stream and
+        task, so a slow one never delays the reader or other subscribers;
+        ``maxsize`` and ``overflow`` apply to that stream (a lag is logged
+        and counted). Exceptions are logged and counted, never propagated.
 
         Args:
             fn: The handler.
@@ -269,6 +273,18 @@ class Hub:
                 await fn(msg)  # type: ignore[misc]
             except Exception as exc:
                 self._handler_failed(fn, exc)
+
+    def _handler_returned_coroutine(self, fn: Handler, coro: Coroutine[Any, Any, Any]) -> None:
+        # `lambda m: process(m)` for an async `process`: nothing would ever
+        # run it, and Python's "never awaited" warning names no handler.
+        coro.close()
+        self.handler_errors += 1
+        self._handler_log(
+            "handler %s returned a coroutine (%s), which was not run: pass the async"
+            " function itself to add_handler, not a function that calls it",
+            _name(fn),
+            getattr(coro, "__qualname__", "?"),
+        )
 
     def _handler_failed(self, fn: Handler, exc: Exception) -> None:
         self.handler_errors += 1
