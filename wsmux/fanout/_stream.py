@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import enum
 import sys
 from collections.abc import Callable
 from types import TracebackType
@@ -42,7 +43,14 @@ class _Gap:
 #: Marker put in the buffers of ``gaps="raise"`` streams at an unplanned reconnect.
 GAP: Final = _Gap()
 
-_OPEN, _ENDED, _CLOSED = 0, 1, 2
+
+class _State(enum.Enum):
+    OPEN = "open"
+    ENDED = "ended"  # the hub ended it: buffered messages, then the end or error
+    CLOSED = "closed"  # closed by its owner: nothing more is read
+
+
+_OPEN, _ENDED, _CLOSED = _State.OPEN, _State.ENDED, _State.CLOSED
 
 
 _Future = asyncio.Future
@@ -191,7 +199,7 @@ class Stream:
         self._event: Any = None  # an asyncio future or an anyio.Event
         self._loop: Any = None  # the consumer's asyncio loop, False under trio
         self._space: anyio.Event | None = None
-        self._state = _OPEN
+        self._state: _State = _OPEN
         self._error: BaseException | None = None
         self._lost = 0
         self._gap_pending = False
@@ -206,7 +214,7 @@ class Stream:
         self.name = name
 
     def __repr__(self) -> str:
-        state = ("open", "ended", "closed")[self._state]
+        state = self._state.value
         name = f" {self.name!r}" if self.name else ""
         return (
             f"<Stream{name} {state} {self._policy} buffered={len(self._buf)}/{self._maxsize}"
@@ -216,7 +224,7 @@ class Stream:
     # -- filled by the hub -------------------------------------------------
 
     def _put(self, msg: Any) -> None:
-        if self._state:
+        if self._state is not _OPEN:
             return
         buf = self._buf
         if len(buf) >= self._maxsize:
@@ -249,12 +257,12 @@ class Stream:
                 event.set()
 
     def _mark_gap(self) -> None:
-        if self._state == _OPEN and self.gaps == "raise":
+        if self._state is _OPEN and self.gaps == "raise":
             self._buf.append(GAP)
             self._wake()
 
     def _end(self, error: BaseException | None) -> None:
-        if self._state == _OPEN:
+        if self._state is _OPEN:
             self._state = _ENDED
             self._error = error
             self._wake()
@@ -269,7 +277,7 @@ class Stream:
 
     async def _wait_space(self) -> None:
         """Wait until a ``block`` stream is below its maxsize (or done)."""
-        while self._state == _OPEN and len(self._buf) >= self._maxsize:
+        while self._state is _OPEN and len(self._buf) >= self._maxsize:
             if self._space is None:
                 self._space = anyio.Event()
             await self._space.wait()
@@ -307,9 +315,9 @@ class Stream:
                 raise ConnectionGap("the connection was lost and replaced; messages may be missing")
             self._delivered += 1
             return msg
-        if self._state == _OPEN:
+        if self._state is _OPEN:
             raise anyio.WouldBlock
-        if self._state == _CLOSED:
+        if self._state is _CLOSED:
             raise StreamClosed("the stream is closed")
         if self._error is not None:
             raise self._error
@@ -332,7 +340,7 @@ class Stream:
         self._reads += 1
         if not self._reads % CHECKPOINT_EVERY:
             await anyio.lowlevel.checkpoint()
-        while not self._buf and not self._state and not self._lost and not self._gap_pending:
+        while not self._buf and self._state is _OPEN and not self._lost and not self._gap_pending:
             await self._wait()
         return self.receive_nowait()
 
@@ -402,7 +410,7 @@ class Stream:
                         return msg
                     buf.appendleft(msg)
                 break
-            if self._state or self._lost or self._gap_pending:
+            if self._state is not _OPEN or self._lost or self._gap_pending:
                 break
             await self._wait()
         try:
@@ -418,7 +426,7 @@ class Stream:
         Closing twice is harmless. A reader waiting on the stream wakes and
         its iteration ends.
         """
-        if self._state == _CLOSED:
+        if self._state is _CLOSED:
             return
         self._dropped += self.statistics().buffered
         self._state = _CLOSED
@@ -458,7 +466,7 @@ class Stream:
     @property
     def closed(self) -> bool:
         """True once the stream was closed or its multiplexer ended."""
-        return self._state != _OPEN
+        return self._state is not _OPEN
 
     @property
     def maxsize(self) -> int:
