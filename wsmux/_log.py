@@ -22,18 +22,22 @@ def redact_url(url: object) -> str:
         url: The URL (anything; non-strings are shown by type only).
 
     Returns:
-        For example ``"wss://stream.example.com:9443"``, or ``"<invalid url>"``.
+        For example ``"wss://stream.example.com:9443"``,
+        ``"ws://127.0.0.1:<invalid port>"``, or ``"<invalid url>"``.
     """
     if not isinstance(url, str):
         return f"<{type(url).__name__}>"
     try:
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname
-        port = parts.port
     except ValueError:
         return "<invalid url>"
     if not parts.scheme or not host:
         return "<invalid url>"
+    try:
+        port: object = parts.port
+    except ValueError:  # out of range, or not a number
+        port = "<invalid port>"
     if ":" in host:
         host = f"[{host}]"
     return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")

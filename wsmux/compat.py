@@ -30,6 +30,10 @@ class AsyncWebsocketStreamInterface(Multiplexer):
     ``_parse_raw_data`` exactly as before. Construction starts the
     connection in a background asyncio task.
 
+    Public attributes a subclass sets before calling ``super().__init__()``
+    are kept: a ``self.url`` set that way is the URL connected to, unless a
+    URL is passed as well.
+
     Args:
         *args: Passed to :class:`wsmux.Multiplexer`.
         **kwargs: Passed to :class:`wsmux.Multiplexer`.
@@ -45,7 +49,13 @@ class AsyncWebsocketStreamInterface(Multiplexer):
             raise RuntimeError(
                 "AsyncWebsocketStreamInterface must be created inside a running asyncio loop"
             ) from None
+        preset = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        if "url" in preset and not args and "url" not in kwargs:
+            kwargs["url"] = preset["url"]
         super().__init__(*args, **kwargs)
+        for name, value in preset.items():
+            if name != "url":
+                setattr(self, name, value)
         self._runner = loop.create_task(self.run(), name="wsmux compat runner")
 
     def stream_filter(  # type: ignore[override]

@@ -23,6 +23,7 @@ import anyio
 import anyio.abc
 import orjson
 import pytest
+from fanout._reference import reference_match
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +31,6 @@ from wsmux import ConnectionGap, FatalConnectError, RetriesExhausted, StreamLagg
 from wsmux._mux import Multiplexer
 from wsmux.connection._backoff import Backoff
 from wsmux.fanout._hub import Hub
-from wsmux.fanout._match import reference_match
 from wsmux.fanout._stream import Stream
 from wsmux.testing import FeedServer
 

@@ -155,7 +155,7 @@ async def test_accounting_invariant_over_random_traffic() -> None:
     """delivered + dropped + buffered == matched, for every stream."""
     import random
 
-    from wsmux.fanout._match import reference_match
+    from fanout._reference import reference_match
 
     rng = random.Random(7)
     hub = Hub()

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from fanout._reference import reference_match
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsmux.fanout._match import Index, compile_filters, reference_match
+from wsmux.fanout._match import Index, compile_filters
 
 
 def match_all(filters: Any, msg: Any) -> bool:

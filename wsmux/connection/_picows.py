@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import urllib.parse
 from collections import deque
 from typing import Any
 
 import websockets.exceptions as wse
 from websockets.datastructures import Headers
 from websockets.frames import OK_CLOSE_CODES, Close
+from websockets.headers import build_authorization_basic
 from websockets.http11 import Response
 
 from .._backend import current_backend
@@ -346,7 +348,10 @@ async def picows_connect(
             peer to hang up.
         logger: Where picows logs (default: ``wsmux.picows``, scrubbed).
         **options: Further keyword arguments for ``picows.ws_connect``
-            (``extra_headers``, ``ssl_context``, ...).
+            (``extra_headers``, ``ssl_context``, ...). websockets'
+            ``additional_headers`` is accepted too, so that one
+            ``connect_options`` serves both transports; user info in the URL
+            is sent as ``Authorization: Basic``, as websockets does.
 
     Returns:
         The open connection.
@@ -365,13 +370,16 @@ async def picows_connect(
         raise FatalConnectError(
             "the picows transport runs on asyncio only; use transport='websockets' under trio"
         )
+    bare_url, headers = _headers(url, options.pop("additional_headers", None), options)
+    if headers:
+        options["extra_headers"] = headers
     conn = PicowsConnection(max_size, close_timeout)
     auto_ping = ping_interval is not None
     idle = ping_interval if ping_interval is not None else 10.0
     try:
         transport, _ = await picows.ws_connect(
             lambda: _Listener(conn),
-            url,
+            bare_url,
             websocket_handshake_timeout=open_timeout,
             logger_name=logger if logger is not None else _PicowsLogger(url),
             enable_auto_ping=auto_ping,
@@ -389,6 +397,27 @@ async def picows_connect(
         raise wse.InvalidHandshake(scrub(f"{type(exc).__name__}: {exc}", url)) from None
     conn._transport = transport
     return conn
+
+
+def _headers(url: str, additional: Any, options: dict[str, Any]) -> tuple[str, list[Any]]:
+    """Merge the handshake headers; move the URL's user info into them."""
+    headers: list[Any] = []
+    for given in (options.pop("extra_headers", None), additional):
+        if given:
+            headers.extend(given.items() if hasattr(given, "items") else given)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        username, password = parts.username, parts.password
+    except ValueError:
+        return url, headers  # picows reports the invalid URL
+    if username is None:
+        return url, headers
+    if not any(str(name).lower() == "authorization" for name, _ in headers):
+        user = urllib.parse.unquote(username)
+        secret = urllib.parse.unquote(password or "")
+        headers.append(("Authorization", build_authorization_basic(user, secret)))
+    netloc = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), headers
 
 
 def _invalid_status(exc: Any) -> wse.InvalidStatus:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import re
 import time
+import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import websockets.exceptions as wse
 
@@ -29,6 +31,7 @@ __all__ = [
     "current_backend",
     "default_connect",
     "scrub",
+    "scrub_log",
 ]
 
 
@@ -77,18 +80,20 @@ def default_connect(url: str, options: dict[str, Any]) -> Any:
 
 
 class ScrubbingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """A logger for websockets that never prints a URL's path or query.
+    """A logger for websockets that never prints a secret.
 
-    websockets logs the request line (``GET /ws/<listenKey>``) at DEBUG.
-    Its "keepalive ping failed" error (with a traceback, when a ping races
-    the loss of the connection) is logged at DEBUG: wsmux reports the loss
-    itself, once, with its reason.
+    websockets logs the request line (``GET /ws/<listenKey>``) and every
+    request and response header at DEBUG; each line is formatted here and
+    passed through :func:`scrub_log` before it reaches a handler, so records carry
+    no arguments. Its "keepalive ping failed" error (with a traceback, when a
+    ping races the loss of the connection) is logged at DEBUG: wsmux reports
+    the loss itself, once, with its reason.
 
     Args:
         url: The URL whose path and query must not appear.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str | None) -> None:
         super().__init__(logging.getLogger("wsmux.websockets"), {})
         self._url = url
 
@@ -98,27 +103,83 @@ class ScrubbingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
             level = logging.DEBUG
         if self.isEnabledFor(level):
             text = str(msg) % args if args else str(msg)
-            self.logger.log(level, scrub(text, self._url), **kwargs)
+            self.logger.log(level, scrub_log(text, self._url), **kwargs)
 
 
-def scrub(text: str, url: str | None) -> str:
-    """Remove a URL's path and query (listen keys, tokens) from a text.
+_REDACTED: Final = "<redacted>"
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|signature|cookie|session|passw", re.I)
+# A URL anywhere in a line: shown as scheme and host only.
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+# A header line: an optional direction mark (websockets' "> " and "< ") or the
+# opening of a bytes repr (picows logs whole requests as b'...\r\n...').
+_HEADER = re.compile(r"^(\s*(?:[<>]\s*)?(?:b['\"])?)([!#$%&'*+.^_`|~0-9A-Za-z-]+)(\s*:[ \t]*)(.+)$")
+# Line breaks, real or escaped as they appear in the repr of bytes.
+_BREAKS = re.compile(r"(\r?\n|\\r\\n|\\n)")
+# Query parameters: the values go, the names stay.
+_QUERY = re.compile(r"([?&][^=\s&#'\"]+=)[^&\s#'\"]+")
+
+
+def scrub(text: str, url: str | None = None) -> str:
+    """Remove URL secrets from a text (an error message or a log line).
+
+    Masks the path and query of ``url`` (listen keys, tokens) wherever they
+    appear, shows every URL in the text as scheme and host only (user info
+    gone), and masks the values of query parameters.
 
     Args:
-        text: An error message that may quote the URL.
+        text: The text.
         url: The secret-bearing URL, if any.
 
     Returns:
-        The text with the URL replaced by its redacted form.
+        The scrubbed text.
     """
-    if not url:
-        return text
-    text = text.replace(url, redact_url(url))
-    _, _, rest = url.partition("://")
-    _, slash, tail = rest.partition("/")
-    if slash and len(tail) > 3:
-        text = text.replace(tail, "<redacted>")
+    if url:
+        text = text.replace(url, redact_url(url))
+        _, _, rest = url.partition("://")
+        _, slash, tail = rest.partition("/")
+        if slash and len(tail) > 3:
+            text = text.replace(tail, _REDACTED)
+    if "://" in text:
+        text = _URL.sub(_redact_match, text)
+    if "=" in text:
+        text = _QUERY.sub(r"\1" + _REDACTED, text)
     return text
+
+
+def scrub_log(text: str, url: str | None = None) -> str:
+    """Remove every secret from a log line of a transport library.
+
+    Does what :func:`scrub` does, and masks the value of every header line
+    (a line of its own, or a ``\\r\\n``-separated line inside a logged
+    bytes repr) whose name suggests a credential: ``Authorization``,
+    ``Proxy-Authorization``, ``Cookie``, ``Set-Cookie``, and any name that
+    contains auth, key, token, secret, signature, session or passw.
+
+    Args:
+        text: The formatted log line, possibly several lines.
+        url: The secret-bearing URL, if any.
+
+    Returns:
+        The scrubbed line.
+    """
+    text = scrub(text, url)
+    if ":" in text:
+        parts = _BREAKS.split(text)
+        for i in range(0, len(parts), 2):
+            header = _HEADER.match(parts[i])
+            if header is not None and _is_secret_header(header[2]):
+                parts[i] = header[1] + header[2] + header[3] + _REDACTED
+        text = "".join(parts)
+    return text
+
+
+def _is_secret_header(name: str) -> bool:
+    # An exception's "KeyError: ..." is not a header.
+    return _SECRET_HEADER.search(name) is not None and not name.endswith(("Error", "Exception"))
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    return redact_url(match[0])
 
 
 @dataclass(frozen=True)
@@ -162,8 +223,9 @@ def classify(exc: BaseException, url: str | None = None) -> Failure:
     Network errors, timeouts, closed connections, 408/425/429/5xx handshake
     refusals and unknown errors (say, a failed REST call in ``_create_ws``)
     are retried; ``Retry-After`` is honoured. 401, 403 and other 4xx
-    refusals, invalid URLs, :class:`FatalConnectError` raised by a hook, and
-    programming errors (TypeError, AttributeError, ...) are fatal.
+    refusals, invalid URLs (a port out of range included),
+    :class:`FatalConnectError` raised by a hook, and programming errors
+    (TypeError, AttributeError, ...) are fatal.
 
     Args:
         exc: The exception raised while connecting.
@@ -182,10 +244,23 @@ def classify(exc: BaseException, url: str | None = None) -> Failure:
         return Failure(True, exc.status, None, scrub(str(exc), url))
     if isinstance(exc, wse.InvalidURI):
         return Failure(True, None, None, f"invalid URL ({name})")
+    if isinstance(exc, ValueError) and _invalid_port(url):
+        # urllib's "Port out of range 0-65535", raised by websockets and picows alike.
+        return Failure(True, None, None, scrub(f"invalid URL: {exc}", url))
     if isinstance(exc, OSError | TimeoutError | EOFError | wse.ConnectionClosed):
         return Failure(False, None, None, scrub(f"{name}: {exc}", url))
     fatal = isinstance(exc, _PROGRAMMING_ERRORS)
     return Failure(fatal, None, None, scrub(f"{name}: {exc}", url))
+
+
+def _invalid_port(url: str | None) -> bool:
+    if url is None:
+        return False
+    try:
+        urllib.parse.urlsplit(url).port  # noqa: B018 - parsed for its ValueError
+    except ValueError:
+        return True
+    return False
 
 
 _PROGRAMMING_ERRORS = (

@@ -3,12 +3,24 @@
 Owns everything between "a parsed message" and "the code that wants it". No
 I/O and no knowledge of connections: it may import :mod:`wsmux._exceptions`,
 :mod:`wsmux._log` and :mod:`wsmux._backend`, never :mod:`wsmux.connection`.
-Start reading at :mod:`wsmux.fanout._hub` (publish), then ``_match`` and
-``_stream``.
+Start reading at :mod:`wsmux.fanout._hub` (publish), then ``_match``,
+``_stream`` and ``_handlers``. :func:`is_async_callable` is the one test of
+"is this an async callable" for the whole package.
 """
 
-from ._hub import Handler, Hub
+from ._handlers import Handler, handler_name, is_async_callable
+from ._hub import Hub
 from ._match import Filters, compile_filters
 from ._stream import Overflow, Stream, StreamStatistics
 
-__all__ = ["Filters", "Handler", "Hub", "Overflow", "Stream", "StreamStatistics", "compile_filters"]
+__all__ = [
+    "Filters",
+    "Handler",
+    "Hub",
+    "Overflow",
+    "Stream",
+    "StreamStatistics",
+    "compile_filters",
+    "handler_name",
+    "is_async_callable",
+]

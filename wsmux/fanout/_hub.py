@@ -10,42 +10,32 @@ flows, so none is missed.
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from .._exceptions import StreamLagged
 from .._log import RateLimitedLog
+from ._handlers import (
+    Handler,
+    HandlerErrors,
+    SyncHandler,
+    feed_handler,
+    handler_name,
+    is_async_callable,
+)
 from ._match import _MISSING, Clause, Filters, Index, compile_filters, matches
 from ._stream import Overflow, Stream
 
 __all__ = ["Handler", "Hub"]
 
-Handler: TypeAlias = Callable[[Any], "Awaitable[object] | object"]
-
-
-class _SyncHandler:
-    """A handler called inline by the publisher."""
-
-    __slots__ = ("_hub", "_multi", "_stamp", "fn")
-
-    def __init__(self, hub: Hub, fn: Handler) -> None:
-        self._hub = hub
-        self.fn = fn
-        self._stamp = 0
-        self._multi = False
-
-    def _put(self, msg: Any) -> None:
-        try:
-            self.fn(msg)
-        except Exception as exc:
-            self._hub._handler_failed(self.fn, exc)
+# The names the multiplexer and the threads front imported from here.
+_is_async = is_async_callable
+_name = handler_name
 
 
 class Hub:
@@ -65,28 +55,30 @@ class Hub:
         self._streams: set[Stream] = set()
         self._gap_streams: list[Stream] = []
         self._block_streams: list[Stream] = []
-        self._handlers: dict[Handler, _SyncHandler | Stream] = {}
+        self._handlers: dict[Handler, SyncHandler | Stream] = {}
         self._pending: list[tuple[Handler, Stream]] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._closed = False
         self._error: BaseException | None = None
         self._stamp = 0
         self._drain_timeout = drain_timeout
-        self._handler_log = RateLimitedLog(logging.ERROR)
+        self._handler_errors = HandlerErrors()
         self._filter_log = RateLimitedLog(logging.ERROR)
-        self._lag_log = RateLimitedLog(logging.WARNING)
         #: Set by a stream that climbed to half full or a full ``block`` stream.
         self._pressure = False
         #: Messages published.
         self.published = 0
-        #: Exceptions raised by handlers.
-        self.handler_errors = 0
         #: Exceptions raised by filter predicates (the message did not match).
         self.filter_errors = 0
         self._dropped_closed = 0
         self._running = 0
         self._idle = anyio.Event()
         self._idle.set()
+
+    @property
+    def handler_errors(self) -> int:
+        """Exceptions raised by handlers, and sync handlers that returned a coroutine."""
+        return self._handler_errors.count
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -134,9 +126,7 @@ class Hub:
         self._register(stream, clauses)
         return stream
 
-    def _register(
-        self, target: Stream | _SyncHandler, clauses: list[dict[str, Any]] | None
-    ) -> None:
+    def _register(self, target: Stream | SyncHandler, clauses: list[dict[str, Any]] | None) -> None:
         target._multi = clauses is not None and len(clauses) > 1
         self._index.add(target, clauses)
         if isinstance(target, Stream):
@@ -165,11 +155,12 @@ class Hub:
     ) -> None:
         """Call ``fn(msg)`` for every message the filter selects.
 
-        A plain function runs inline in the reader and must be quick. A
-        coroutine function gets its own stream and task, so a slow one never
-        delays the reader or other subscribers; ``maxsize`` and ``overflow``
-        apply to that stream (a lag is logged and counted). Exceptions are
-        logged and counted, never propagated.
+        A plain function runs inline in the reader and must be quick; one
+        that returns a coroutine is an error (the coroutine is closed, logged
+        and counted, never run). A coroutine function gets its own stream and
+        task, so a slow one never delays the reader or other subscribers;
+        ``maxsize`` and ``overflow`` apply to that stream (a lag is logged
+        and counted). Exceptions are logged and counted, never propagated.
 
         Args:
             fn: The handler.
@@ -185,18 +176,20 @@ class Hub:
             raise TypeError(f"handler must be callable, not {type(fn).__name__}")
         if fn in self._handlers:
             raise ValueError(f"{fn!r} is already a handler")
-        if _is_async(fn):
-            stream = self.open_stream(filters, maxsize=maxsize, overflow=overflow, name=_name(fn))
+        if is_async_callable(fn):
+            stream = self.open_stream(
+                filters, maxsize=maxsize, overflow=overflow, name=handler_name(fn)
+            )
             self._handlers[fn] = stream
             if self._tg is not None:
                 self._tg.start_soon(
-                    self._run_handler, fn, stream, name=f"wsmux handler {_name(fn)}"
+                    self._run_handler, fn, stream, name=f"wsmux handler {handler_name(fn)}"
                 )
             else:
                 self._pending.append((fn, stream))
             return
         clauses = compile_filters(filters)
-        entry = _SyncHandler(self, fn)
+        entry = SyncHandler(fn, self._handler_errors)
         self._handlers[fn] = entry
         self._register(entry, clauses)
 
@@ -239,7 +232,7 @@ class Hub:
         if self._running == 1:
             self._idle = anyio.Event()
         try:
-            await self._feed_handler(fn, stream)
+            await feed_handler(fn, stream, self._handler_errors)
         finally:
             self._running -= 1
             if not self._running:
@@ -255,24 +248,6 @@ class Hub:
         if not self._idle.is_set() and self._tg is not None:
             self._tg.cancel_scope.cancel()
             await self._idle.wait()
-
-    async def _feed_handler(self, fn: Handler, stream: Stream) -> None:
-        while True:
-            try:
-                msg = await stream.receive()
-            except StreamLagged as exc:
-                self._lag_log("async handler %s lagged: %d message(s) lost", _name(fn), exc.count)
-                continue
-            except Exception:
-                return  # end of stream, closed, or the hub's fatal error
-            try:
-                await fn(msg)  # type: ignore[misc]
-            except Exception as exc:
-                self._handler_failed(fn, exc)
-
-    def _handler_failed(self, fn: Handler, exc: Exception) -> None:
-        self.handler_errors += 1
-        self._handler_log("handler %s raised %r", _name(fn), exc, exc_info=exc)
 
     # -- publishing ----------------------------------------------------------
 
@@ -382,7 +357,9 @@ class Hub:
         if self._tg is None:
             return
         for fn, stream in self._pending:
-            self._tg.start_soon(self._run_handler, fn, stream, name=f"wsmux handler {_name(fn)}")
+            self._tg.start_soon(
+                self._run_handler, fn, stream, name=f"wsmux handler {handler_name(fn)}"
+            )
         self._pending.clear()
 
     async def __aexit__(
@@ -405,14 +382,3 @@ class Hub:
     def dropped(self) -> int:
         """Return the messages lost to overflow, over all streams ever opened."""
         return self._dropped_closed + sum(s.statistics().dropped for s in self._streams)
-
-
-def _is_async(fn: Handler) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
-    )
-
-
-def _name(fn: object) -> str:
-    name = getattr(fn, "__qualname__", None)
-    return name if isinstance(name, str) else repr(fn)

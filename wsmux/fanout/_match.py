@@ -13,15 +13,12 @@ every filter.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final, Generic, TypeAlias, TypeVar
 
-__all__ = ["Clause", "Filters", "Index", "compile_filters", "matches", "reference_match"]
+__all__ = ["Clause", "Filters", "Index", "compile_filters", "matches"]
 
 Filters: TypeAlias = "Mapping[str, Any] | Sequence[Mapping[str, Any]] | None"
-
-log = logging.getLogger("wsmux")
 
 _MISSING: Final = object()
 _SCALARS: Final = (str, int, float, bool, type(None))
@@ -73,25 +70,6 @@ def matches(clause: Mapping[str, Any], msg: Any) -> bool:
     if isinstance(msg, list | tuple):
         return False
     return all(_item_matches(want, _field(msg, key)) for key, want in clause.items())
-
-
-def reference_match(filters: Filters, msg: Any) -> bool:
-    """Match a message against a filter the slow, obvious way.
-
-    This is the specification the index is tested against.
-
-    Args:
-        filters: ``None``, a dict, or a list of dicts.
-        msg: The parsed message.
-
-    Returns:
-        True when the filter selects the message.
-    """
-    if isinstance(filters, Mapping):
-        filters = [filters]
-    if not filters:
-        return True
-    return any(matches(clause, msg) for clause in filters)
 
 
 def _check_value(path: str, value: Any) -> None:

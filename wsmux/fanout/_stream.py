@@ -1,7 +1,7 @@
 """Per-subscriber bounded buffers with an overflow policy.
 
 A :class:`Stream` is filled by the hub (synchronously, from the reader) and
-drained by one consumer task. Reading a buffered message costs no event-loop
+drained by a consumer task (or several). Reading a buffered message costs no event-loop
 round trip; every :data:`CHECKPOINT_EVERY` reads the consumer still yields, so
 a busy consumer lets other tasks run. The hub is told when a buffer climbs to
 half full, so the reader can yield and let consumers catch up before a burst
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import enum
 import sys
 from collections.abc import Callable
 from types import TracebackType
@@ -42,19 +43,62 @@ class _Gap:
 #: Marker put in the buffers of ``gaps="raise"`` streams at an unplanned reconnect.
 GAP: Final = _Gap()
 
-_OPEN, _ENDED, _CLOSED = 0, 1, 2
+
+class _State(enum.Enum):
+    OPEN = "open"
+    ENDED = "ended"  # the hub ended it: buffered messages, then the end or error
+    CLOSED = "closed"  # closed by its owner: nothing more is read
+
+
+_OPEN, _ENDED, _CLOSED = _State.OPEN, _State.ENDED, _State.CLOSED
 
 
 _Future = asyncio.Future
 
 
 def _set(event: Any) -> None:
-    """Wake a consumer waiting on an asyncio future or an anyio.Event."""
+    """Wake every consumer waiting on a future, an anyio.Event or _Readers."""
     if event.__class__ is _Future:
         if not event.done():  # done: the wait was cancelled
             event.set_result(None)
+    elif event.__class__ is _Readers:
+        event.set_all()
     else:
         event.set()
+
+
+class _Readers:
+    """Several asyncio readers waiting on one stream, each on its own future.
+
+    A reader's cancellation cancels its own future only, so the others keep
+    waiting (on one shared future it would cancel them all). ``set`` wakes
+    one reader per message; while readers remain, the group puts itself back
+    as the stream's waiter. A single reader waits on a bare future, so the
+    publisher's path is unchanged when there is one reader.
+    """
+
+    __slots__ = ("_stream", "futures")
+
+    def __init__(self, stream: Stream, futures: list[asyncio.Future[None]]) -> None:
+        self._stream = stream
+        self.futures = collections.deque(futures)
+
+    def set(self) -> None:
+        """Wake the reader that has waited longest (called by ``_put``)."""
+        futures = self.futures
+        while futures:
+            fut = futures.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                break
+        if futures and self._stream._event is None:
+            self._stream._event = self
+
+    def set_all(self) -> None:
+        futures, self.futures = self.futures, collections.deque()
+        for fut in futures:
+            if not fut.done():
+                fut.set_result(None)
 
 
 class _Owner(Protocol):
@@ -90,6 +134,11 @@ class Stream:
     stream.close()`` or by leaving ``async with stream:``. Iteration ends
     when the multiplexer exits cleanly, and raises the multiplexer's error
     when it dies; messages already buffered are delivered first either way.
+
+    Several tasks may read one stream at once, as workers of one queue: each
+    message goes to exactly one of them, and a reader that is cancelled (a
+    timeout around ``receive()``, say) leaves the others waiting, under
+    asyncio as under trio.
 
     Every subscriber sees the same message object: treat messages as
     read-only.
@@ -150,7 +199,7 @@ class Stream:
         self._event: Any = None  # an asyncio future or an anyio.Event
         self._loop: Any = None  # the consumer's asyncio loop, False under trio
         self._space: anyio.Event | None = None
-        self._state = _OPEN
+        self._state: _State = _OPEN
         self._error: BaseException | None = None
         self._lost = 0
         self._gap_pending = False
@@ -165,7 +214,7 @@ class Stream:
         self.name = name
 
     def __repr__(self) -> str:
-        state = ("open", "ended", "closed")[self._state]
+        state = self._state.value
         name = f" {self.name!r}" if self.name else ""
         return (
             f"<Stream{name} {state} {self._policy} buffered={len(self._buf)}/{self._maxsize}"
@@ -175,7 +224,7 @@ class Stream:
     # -- filled by the hub -------------------------------------------------
 
     def _put(self, msg: Any) -> None:
-        if self._state:
+        if self._state is not _OPEN:
             return
         buf = self._buf
         if len(buf) >= self._maxsize:
@@ -208,12 +257,12 @@ class Stream:
                 event.set()
 
     def _mark_gap(self) -> None:
-        if self._state == _OPEN and self.gaps == "raise":
+        if self._state is _OPEN and self.gaps == "raise":
             self._buf.append(GAP)
             self._wake()
 
     def _end(self, error: BaseException | None) -> None:
-        if self._state == _OPEN:
+        if self._state is _OPEN:
             self._state = _ENDED
             self._error = error
             self._wake()
@@ -228,7 +277,7 @@ class Stream:
 
     async def _wait_space(self) -> None:
         """Wait until a ``block`` stream is below its maxsize (or done)."""
-        while self._state == _OPEN and len(self._buf) >= self._maxsize:
+        while self._state is _OPEN and len(self._buf) >= self._maxsize:
             if self._space is None:
                 self._space = anyio.Event()
             await self._space.wait()
@@ -266,9 +315,9 @@ class Stream:
                 raise ConnectionGap("the connection was lost and replaced; messages may be missing")
             self._delivered += 1
             return msg
-        if self._state == _OPEN:
+        if self._state is _OPEN:
             raise anyio.WouldBlock
-        if self._state == _CLOSED:
+        if self._state is _CLOSED:
             raise StreamClosed("the stream is closed")
         if self._error is not None:
             raise self._error
@@ -291,7 +340,7 @@ class Stream:
         self._reads += 1
         if not self._reads % CHECKPOINT_EVERY:
             await anyio.lowlevel.checkpoint()
-        while not self._buf and not self._state and not self._lost and not self._gap_pending:
+        while not self._buf and self._state is _OPEN and not self._lost and not self._gap_pending:
             await self._wait()
         return self.receive_nowait()
 
@@ -308,15 +357,40 @@ class Stream:
                 event = self._event = anyio.Event()
             await event.wait()
             return
-        fut = self._event
-        if fut is None or fut.done():
-            fut = self._event = loop.create_future()
+        fut = loop.create_future()
+        event = self._event
+        if event is None or (event.__class__ is _Future and event.done()):
+            self._event = fut
+        elif event.__class__ is _Future:
+            self._event = _Readers(self, [event, fut])
+        else:
+            event.futures.append(fut)
         try:
             await fut
         except BaseException:
-            if self._event is fut:
-                self._event = None
+            self._forget(fut)
             raise
+
+    def _forget(self, fut: asyncio.Future[None]) -> None:
+        """Drop a leaving reader's future; pass on a wake-up it received."""
+        event = self._event
+        if event is fut:
+            self._event = None
+        elif event is not None and event.__class__ is _Readers:
+            if fut in event.futures:
+                event.futures.remove(fut)
+            if not event.futures:
+                self._event = None
+        if fut.done() and not fut.cancelled():
+            # Woken for a message, then cancelled before reading it: another
+            # reader must take it, or it would wait with a message buffered.
+            event = self._event
+            if event is not None:
+                self._event = None
+                if event.__class__ is _Readers:
+                    event.set()
+                elif not event.done():
+                    event.set_result(None)
 
     def __aiter__(self) -> Stream:
         return self
@@ -336,7 +410,7 @@ class Stream:
                         return msg
                     buf.appendleft(msg)
                 break
-            if self._state or self._lost or self._gap_pending:
+            if self._state is not _OPEN or self._lost or self._gap_pending:
                 break
             await self._wait()
         try:
@@ -352,7 +426,7 @@ class Stream:
         Closing twice is harmless. A reader waiting on the stream wakes and
         its iteration ends.
         """
-        if self._state == _CLOSED:
+        if self._state is _CLOSED:
             return
         self._dropped += self.statistics().buffered
         self._state = _CLOSED
@@ -392,7 +466,7 @@ class Stream:
     @property
     def closed(self) -> bool:
         """True once the stream was closed or its multiplexer ended."""
-        return self._state != _OPEN
+        return self._state is not _OPEN
 
     @property
     def maxsize(self) -> int:
