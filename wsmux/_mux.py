@@ -26,9 +26,15 @@ from .connection._ratelimit import RateLimiter
 from .connection._status import ENDED, LIVE, Hooks, State, Status
 from .connection._supervisor import Supervisor
 from .connection._transport import Connection, ScrubbingLogger, default_connect
-from .fanout import Filters, Handler, Hub, Overflow, Stream, compile_filters
-from .fanout._hub import _is_async
-from .fanout._hub import _is_async as is_coroutine_function
+from .fanout import (
+    Filters,
+    Handler,
+    Hub,
+    Overflow,
+    Stream,
+    compile_filters,
+    is_async_callable,
+)
 
 __all__ = ["Multiplexer", "MultiplexerStats", "State"]
 
@@ -416,7 +422,7 @@ class Multiplexer:
             TypeError: ``fn`` is not callable or the filter is malformed.
             ValueError: ``fn`` is already a handler.
         """
-        if _is_async(fn):
+        if is_async_callable(fn):
             fn = _OwnTask(fn)
         self._hub.add_handler(fn, filters, maxsize=maxsize, overflow=overflow)
 
@@ -429,7 +435,7 @@ class Multiplexer:
         Raises:
             KeyError: ``fn`` is not a handler.
         """
-        if _is_async(fn):
+        if is_async_callable(fn):
             fn = _OwnTask(fn)
         self._hub.remove_handler(fn)
 
@@ -600,7 +606,7 @@ class Multiplexer:
         parse: Any = None
         async_parse: Any = None
         if type(self)._parse_raw_data is not Multiplexer._parse_raw_data:
-            if is_coroutine_function(self._parse_raw_data):
+            if is_async_callable(self._parse_raw_data):
                 async_parse = self._parse_raw_data
             else:
                 parse = self._parse_raw_data
@@ -633,21 +639,11 @@ class Multiplexer:
         if self._life.sup is not None:
             self._life.sup.lose(conn, error)
 
-    # Used by wsmux.threads and wsmux.compat, which build on the front object.
+    # Used by wsmux.compat, which builds on the front object.
 
     @property
     def _state_changed(self) -> anyio.Event:
         return self._status.changed
-
-    @property
-    def _exiting(self) -> bool:
-        return self._life.exiting
-
-    async def _wait_state_change(self, deadline: float) -> None:
-        await self._status.wait_change(deadline)
-
-    def _in_background(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._life.background(fn, *args)
 
     @property
     def present_ws(self) -> Connection | None:

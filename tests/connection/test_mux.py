@@ -95,7 +95,7 @@ async def test_exit_from_inside_an_async_handler(server: FeedServer) -> None:
     with anyio.fail_after(3):
         async with mux:
             while mux.state == "open":
-                await mux._wait_state_change(anyio.current_time() + 1)
+                await mux._status.wait_change(anyio.current_time() + 1)
     assert mux.state == "closed" and seen
 
 

@@ -34,8 +34,6 @@ from ._stream import Overflow, Stream
 __all__ = ["Handler", "Hub"]
 
 # The names the multiplexer and the threads front imported from here.
-_is_async = is_async_callable
-_name = handler_name
 
 
 class Hub:
@@ -74,6 +72,7 @@ class Hub:
         self._running = 0
         self._idle = anyio.Event()
         self._idle.set()
+        self._scopes: set[anyio.CancelScope] = set()  # one per handler task
 
     @property
     def handler_errors(self) -> int:
@@ -228,12 +227,18 @@ class Hub:
         return decorate
 
     async def _run_handler(self, fn: Handler, stream: Stream) -> None:
+        # A scope of its own: cancelling the task group's scope would also
+        # cancel the body of the ``async with`` that entered it.
+        scope = anyio.CancelScope()
+        self._scopes.add(scope)
         self._running += 1
         if self._running == 1:
             self._idle = anyio.Event()
         try:
-            await feed_handler(fn, stream, self._handler_errors)
+            with scope:
+                await feed_handler(fn, stream, self._handler_errors)
         finally:
+            self._scopes.discard(scope)
             self._running -= 1
             if not self._running:
                 self._idle.set()
@@ -245,8 +250,9 @@ class Hub:
         """
         with anyio.move_on_after(self._drain_timeout):
             await self._idle.wait()
-        if not self._idle.is_set() and self._tg is not None:
-            self._tg.cancel_scope.cancel()
+        if not self._idle.is_set():
+            for scope in list(self._scopes):
+                scope.cancel()
             await self._idle.wait()
 
     # -- publishing ----------------------------------------------------------
@@ -344,6 +350,7 @@ class Hub:
             stream._end(error)
             self._dropped_closed += stream.statistics().dropped
         self._streams.clear()  # ended: no longer counted as open
+        self._index = Index()  # nothing matches now: no handler runs after close
 
     async def __aenter__(self) -> Hub:
         self._idle = anyio.Event()  # bound to the loop that runs the hub

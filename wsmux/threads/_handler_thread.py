@@ -17,7 +17,7 @@ from typing import Any
 
 from .._exceptions import ConnectionGap, StreamLagged
 from .._log import log
-from ..fanout._hub import _name
+from ..fanout import handler_name as _name
 from ._thread_stream import ThreadStream
 
 __all__ = ["HandlerThread", "HandlerThreads"]

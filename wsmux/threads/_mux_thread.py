@@ -29,7 +29,8 @@ import anyio
 
 from .._exceptions import MultiplexerClosed, NotConnected
 from .._log import log, redact_url
-from ..fanout._hub import _is_async, _name
+from ..fanout import handler_name as _name
+from ..fanout import is_async_callable as _is_async
 from ..fanout._match import Filters
 from ..fanout._stream import Overflow
 from ._handler_thread import HandlerThreads
