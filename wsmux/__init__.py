@@ -1,11 +1,20 @@
 """wsmux: one websocket connection, any number of independent filtered streams.
 
-Public names live here; the modules behind them are private, one per layer:
-``_match`` (filters and the index), ``_stream`` (bounded buffers), ``_hub``
-(fan-out and handlers), ``_supervisor`` (connect, rotate, reconnect),
-``_mux`` (the base class), ``_threaded`` (a multiplexer in its own thread).
-``wsmux.testing`` holds a local feed server and ``wsmux.compat`` the
-AsyncWebsocketStreamInterface API.
+Public names live here; the subpackages behind them are private, one per layer
+(data flows top to bottom, never back up):
+
+* :mod:`wsmux.connection`: transports, failures and scrubbing, backoff, one
+  link, rotation (fenced, exactly-once by id) and the supervisor;
+* :mod:`wsmux.fanout`: filters and their index, bounded streams, the hub and
+  handlers (no I/O);
+* the top modules: the ``Multiplexer`` front object (``_mux``), which holds a
+  lifecycle (``_lifecycle``), outbound traffic (``_outbound``) and the status
+  the supervisor reports to; options, exceptions, logging;
+* :mod:`wsmux.threads`: a multiplexer on its own loop thread.
+
+:mod:`wsmux.testing` holds a local feed server, :mod:`wsmux.compat` the
+AsyncWebsocketStreamInterface API; ``wsmux.cli`` and ``wsmux.bench`` are
+tools that nothing in the core imports.
 """
 
 from ._exceptions import (

@@ -35,6 +35,7 @@ from .fanout import (
     compile_filters,
     is_async_callable,
 )
+from .fanout._handlers import decorator
 
 __all__ = ["Multiplexer", "MultiplexerStats", "State"]
 
@@ -449,12 +450,7 @@ class Multiplexer:
         Returns:
             A decorator that adds the function and returns it unchanged.
         """
-
-        def decorate(fn: Handler) -> Handler:
-            self.add_handler(fn, filters, **options)
-            return fn
-
-        return decorate
+        return decorator(self.add_handler, filters, options)
 
     # -- outbound -----------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -182,3 +183,29 @@ async def test_trio_fails_at_start_with_a_clear_error() -> None:
     with pytest.raises(FatalConnectError, match="asyncio only"):
         async with mux:
             pytest.fail("started under trio")
+
+
+async def test_rotations_are_fenced_and_exactly_once(caplog: pytest.LogCaptureFixture) -> None:
+    """picows answers the rotation's fence: no gap, every seq once, in order."""
+    caplog.set_level(logging.INFO, logger="wsmux")
+    total = 6000
+
+    class Rotating(Multiplexer):
+        async def _when2create_new_ws(self) -> None:
+            await anyio.sleep(0.15)
+
+        def _message_id(self, msg: Any) -> Any:
+            return msg.get("seq")
+
+    with FeedServer() as srv:
+        mux = Rotating(srv.url, rotation_interval=0.05, **FAST)
+        stream = mux.stream_filter(maxsize=total + 100, gaps="raise")
+        async with mux:
+            srv.start_feed(rate=6000, count=total, min_clients=1)
+            got = await take(stream, total)
+            stats = mux.stats()
+    assert not [r for r in caplog.records if "has no fence" in r.getMessage()]
+    assert [m["seq"] for m in got] == list(range(1, total + 1))
+    assert stats.rotations >= 3 and stats.rotation_gaps == 0
+    assert (stats.disconnects, stats.reconnects) == (0, 0)
+    assert stats.duplicates > 0  # the overlaps were real

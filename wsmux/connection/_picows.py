@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import urllib.parse
 from collections import deque
@@ -87,9 +88,11 @@ class PicowsConnection:
     """
 
     __slots__ = (
+        "_arrived",
         "_buf",
         "_close_timeout",
         "_closed",
+        "_fences",
         "_fragments",
         "_fragments_size",
         "_loop",
@@ -110,6 +113,8 @@ class PicowsConnection:
         self._paused = False
         self._loop = asyncio.get_running_loop()
         self._transport: Any = None
+        self._arrived = 0  # complete data messages received (read or not)
+        self._fences: dict[bytes, asyncio.Future[int]] = {}
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -128,7 +133,10 @@ class PicowsConnection:
             transport.disconnect()
             return
         if kind is not _TEXT and kind is not _BINARY:
-            return  # a pong (pings are answered by picows)
+            if kind is _PONG and self._fences:
+                self._pong(frame.get_payload_as_bytes())
+            return  # pings are answered by picows
+        self._arrived += 1
         buf = self._buf
         buf.append(frame.get_payload_as_bytes())
         waiter = self._waiter
@@ -160,12 +168,46 @@ class PicowsConnection:
             parts, self._fragments = self._fragments, []
             self._fragments_size = 0
             # Deliver through the one-frame path's bookkeeping.
+            self._arrived += 1
             self._buf.append(b"".join(parts))
             self._wake()
 
+    def _pong(self, data: bytes) -> None:
+        fence = self._fences.get(data)
+        if fence is not None and not fence.done():
+            fence.set_result(self._arrived)
+
     def _disconnected(self) -> None:
         self._closed = True
+        for fence in self._fences.values():
+            if not fence.done():
+                fence.set_exception(self._closed_error())
         self._wake()
+
+    def arrived(self) -> int:
+        """Data messages received so far, read or not (for rotation fences)."""
+        return self._arrived
+
+    async def fence(self) -> int:
+        """Ping; return how many data messages arrived before the pong.
+
+        Raises:
+            websockets.exceptions.ConnectionClosed: The connection was lost first.
+        """
+        if self._closed:
+            raise self._closed_error()
+        data = os.urandom(8)
+        waiter: asyncio.Future[int] = self._loop.create_future()
+        self._fences[data] = waiter
+        try:
+            self._transport.send_ping(data)
+            return await waiter
+        finally:
+            del self._fences[data]
+
+    def is_fence_pong(self, frame: Any) -> bool:
+        """Whether a pong answers one of :meth:`fence`'s pings."""
+        return bool(self._fences) and frame.get_payload_as_bytes() in self._fences
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -307,6 +349,7 @@ if picows is not None:
     _BINARY = picows.WSMsgType.BINARY
     _CLOSE = picows.WSMsgType.CLOSE
     _CONTINUATION = picows.WSMsgType.CONTINUATION
+    _PONG = picows.WSMsgType.PONG
 
     class _Listener(picows.WSListener):  # type: ignore[misc,unused-ignore]
         """Forwards picows' callbacks to a :class:`PicowsConnection`."""
@@ -320,6 +363,10 @@ if picows is not None:
 
         def on_ws_disconnected(self, transport: Any) -> None:
             self._conn._disconnected()
+
+        def is_user_specific_pong(self, frame: Any) -> bool:
+            # A fence's pong goes to on_ws_frame; any other answers auto-ping.
+            return frame.msg_type is _PONG and not self._conn.is_fence_pong(frame)
 
 
 async def picows_connect(

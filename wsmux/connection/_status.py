@@ -93,7 +93,6 @@ _COUNTERS: Final = (
     "rotations",
     "disconnects",
     "connect_errors",
-    "connect_attempts",
     "parse_errors",
     "duplicates",
     "stale",

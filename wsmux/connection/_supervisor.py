@@ -125,7 +125,6 @@ class Supervisor:
             if delay:
                 await anyio.sleep(delay)
             attempts += 1
-            self.counters["connect_attempts"] += 1
             try:
                 return await self._open()
             except Exception as exc:

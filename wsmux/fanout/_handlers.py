@@ -127,3 +127,24 @@ async def feed_handler(fn: Handler, stream: Stream, errors: HandlerErrors) -> No
             await fn(msg)  # type: ignore[misc]
         except Exception as exc:
             errors.raised(fn, exc)
+
+
+def decorator(
+    add: Callable[..., None], filters: Any, options: dict[str, Any]
+) -> Callable[[Any], Any]:
+    """The body of every ``on()``: a decorator that adds a handler and returns it.
+
+    Args:
+        add: The owner's ``add_handler``.
+        filters: The filters to pass on.
+        options: Further ``add_handler`` options.
+
+    Returns:
+        A decorator that calls ``add(fn, filters, **options)`` and returns ``fn``.
+    """
+
+    def decorate(fn: Any) -> Any:
+        add(fn, filters, **options)
+        return fn
+
+    return decorate

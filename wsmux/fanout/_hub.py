@@ -24,6 +24,7 @@ from ._handlers import (
     Handler,
     HandlerErrors,
     SyncHandler,
+    decorator,
     feed_handler,
     handler_name,
     is_async_callable,
@@ -219,12 +220,7 @@ class Hub:
         Returns:
             A decorator that adds the function and returns it unchanged.
         """
-
-        def decorate(fn: Handler) -> Handler:
-            self.add_handler(fn, filters, **options)
-            return fn
-
-        return decorate
+        return decorator(self.add_handler, filters, options)
 
     async def _run_handler(self, fn: Handler, stream: Stream) -> None:
         # A scope of its own: cancelling the task group's scope would also

@@ -31,6 +31,7 @@ from .._exceptions import MultiplexerClosed, NotConnected
 from .._log import log, redact_url
 from ..fanout import handler_name as _name
 from ..fanout import is_async_callable as _is_async
+from ..fanout._handlers import decorator
 from ..fanout._match import Filters
 from ..fanout._stream import Overflow
 from ._handler_thread import HandlerThreads
@@ -313,12 +314,7 @@ class MuxThread:
         Returns:
             A decorator that adds the function and returns it unchanged.
         """
-
-        def decorate(fn: Callable[[Any], object]) -> Callable[[Any], object]:
-            self.add_handler(fn, filters, **options)
-            return fn
-
-        return decorate
+        return decorator(self.add_handler, filters, options)
 
     # -- sending -------------------------------------------------------------
 
