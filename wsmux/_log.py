@@ -7,6 +7,8 @@ import time
 import urllib.parse
 from typing import Any
 
+import anyio
+
 __all__ = ["RateLimitedLog", "log", "redact_url", "sample"]
 
 log = logging.getLogger("wsmux")
@@ -77,7 +79,7 @@ class RateLimitedLog:
 
     def __call__(self, msg: str, *args: Any, exc_info: BaseException | None = None) -> None:
         """Log the line now, or count it if one was logged recently."""
-        now = time.monotonic()
+        now = _now()
         if now - self._last < self._interval:
             self._suppressed += 1
             return
@@ -86,3 +88,11 @@ class RateLimitedLog:
             self._suppressed = 0
         self._last = now
         log.log(self._level, msg, *args, exc_info=exc_info)
+
+
+def _now() -> float:
+    """The event loop's clock (a mock clock in tests), else the monotonic clock."""
+    try:
+        return anyio.current_time()
+    except Exception:  # no event loop in this thread
+        return time.monotonic()
