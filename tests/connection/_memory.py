@@ -1,9 +1,8 @@
 """An in-memory exchange and its connections, for tests under a mock clock.
 
 No socket: a connection is a buffer the exchange writes into. Each has the
-parts of wsmux's Connection protocol a rotation uses (``fence()`` and
-``arrived()``): a ping "travels" at once, so its pong comes after exactly
-what the exchange wrote before it. Faults: drop (the next ``recv`` raises
+``fence()`` a rotation uses: a ping "travels" at once, so its pong comes
+after exactly what the exchange wrote before it. Faults: drop (the next ``recv`` raises
 once the buffer is read), refuse (the next connects raise ``OSError``) and
 silence (the exchange stops writing to a connection).
 """
@@ -69,9 +68,6 @@ class MemoryConnection:
         self.dropped = True
         self.exchange.live.discard(self)
         self.wake.set()
-
-    def arrived(self) -> int:
-        return self.written
 
     async def fence(self) -> int:
         await anyio.lowlevel.checkpoint()

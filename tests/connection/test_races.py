@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from wsmux import ConnectionGap, Multiplexer, RetriesExhausted
-from wsmux.connection._fence import arrived, fence_of
+from wsmux.connection._fence import fence_of
 from wsmux.connection._transport import default_connect
 from wsmux.testing import FeedServer
 
@@ -132,9 +132,6 @@ class _HeldFence:
 
     async def close(self) -> None:
         await self.conn.close()
-
-    def arrived(self) -> int | None:
-        return arrived(self.conn)
 
     async def fence(self) -> int:
         await self.gate.wait()

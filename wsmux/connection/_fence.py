@@ -21,7 +21,7 @@ from typing import Any
 
 from websockets.frames import Opcode
 
-__all__ = ["arrived", "fence_of"]
+__all__ = ["fence_of"]
 
 _DATA = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 
@@ -72,22 +72,6 @@ def _counter(conn: Any) -> _Counter | None:
     conn.process_event = counter
     conn._wsmux_counter = counter
     return counter
-
-
-def arrived(conn: Any) -> int | None:
-    """Data messages that have arrived on a connection so far (read or not).
-
-    Args:
-        conn: A connection.
-
-    Returns:
-        The count, or None when the connection cannot be fenced.
-    """
-    counter = _counter(conn)
-    if counter is not None:
-        return counter.messages
-    count = getattr(conn, "arrived", None)
-    return count() if callable(count) else None
 
 
 def fence_of(conn: Any) -> Callable[[], Awaitable[int]] | None:

@@ -184,10 +184,6 @@ class PicowsConnection:
                 fence.set_exception(self._closed_error())
         self._wake()
 
-    def arrived(self) -> int:
-        """Data messages received so far, read or not (for rotation fences)."""
-        return self._arrived
-
     async def fence(self) -> int:
         """Ping; return how many data messages arrived before the pong.
 

@@ -5,10 +5,7 @@ A rotation replaces the live connection (old) by a new one with no gap:
 1. The new connection is opened and subscribed while the old one serves. Its
    own fence (a ping, see :mod:`wsmux.connection._fence`) proves the server
    has applied its subscriptions. Its reader holds what it reads.
-2. :meth:`Rotation.start_fence`: the count of messages that had arrived on
-   the new connection by then is noted (``skip``), and a ping is sent on the
-   old one. Everything that arrived on the new one before was sent before the
-   server read that ping, so the old connection carries it too.
+2. :meth:`Rotation.start_fence`: a ping is sent on the old connection.
 3. :meth:`Rotation.set_fence`: the pong came back after ``fence`` messages
    of the old connection. The old connection publishes exactly those: they
    are what the server sent before it read the ping. What it reads after is
@@ -16,9 +13,11 @@ A rotation replaces the live connection (old) by a new one with no gap:
 4. :meth:`Rotation.cutover`, once the old reader has read up to the fence:
    the new connection's held messages are published, minus duplicates; it
    goes live. With ``message_id``, duplicates are dropped by id (a set of
-   the ids published during the overlap, any interleaving); without it, the
-   first ``skip`` messages of the new connection are dropped, which leaves
-   at most one round trip of duplicates and never a gap.
+   the ids published during the overlap, any interleaving); without it,
+   everything the new connection held is published: what it received
+   before the fence repeats (about one round trip of traffic, since the
+   fence is sent as soon as the new connection is ready), and nothing that
+   only one connection carries (a listen key's own expiry event) is lost.
 5. With ids, the new connection's messages are still checked against the set
    until its own tail fence (one more ping) proves that it is past the
    overlap; then the set is released (:meth:`release`).
@@ -30,12 +29,9 @@ and the supervisor task moves it from one phase to the next.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Hashable, Iterator
 from enum import Enum
 from typing import Any
-
-from .._log import RateLimitedLog
 
 __all__ = ["Phase", "Rotation"]
 
@@ -56,12 +52,13 @@ class Rotation:
 
     Args:
         message_id: The adapter's message id, or None without one.
+        on_unhashable: Called with the id's type when an id cannot be
+            hashed; the rotation then goes on without ids.
         max_ids: The most ids kept for the overlap; past it the oldest
             are forgotten (logged), which can only let a duplicate through.
     """
 
     __slots__ = (
-        "_id_log",
         "_max_ids",
         "duplicates",
         "fence",
@@ -69,16 +66,17 @@ class Rotation:
         "held_new",
         "held_old",
         "message_id",
+        "on_unhashable",
         "phase",
         "published_old",
         "seen",
-        "skip",
     )
 
     def __init__(
         self,
         message_id: Callable[[Any], Hashable | None] | None,
         *,
+        on_unhashable: Callable[[type], None] = lambda kind: None,
         max_ids: int = 1_000_000,
     ) -> None:
         self.phase = Phase.OPENING
@@ -86,17 +84,16 @@ class Rotation:
         self.seen: dict[Hashable, None] | None = {} if message_id is not None else None
         self.held_new: list[tuple[int, Any]] = []
         self.held_old: list[Any] = []
-        self.skip = 0
+        self.on_unhashable = on_unhashable
         self.fence: int | None = None
         self.duplicates = 0
         self.published_old = 0
         self.gap = False
-        self._id_log = RateLimitedLog(logging.ERROR, 3600.0)
         self._max_ids = max_ids
 
     def __repr__(self) -> str:
         return (
-            f"<Rotation {self.phase.value} fence={self.fence} skip={self.skip}"
+            f"<Rotation {self.phase.value} fence={self.fence}"
             f" held={len(self.held_new)} duplicates={self.duplicates}>"
         )
 
@@ -115,13 +112,9 @@ class Rotation:
                 return False
             seen[mid] = None
         except TypeError:
-            self._id_log(
-                "_message_id returned an unhashable %s: rotations fall back to"
-                " dropping by position (duplicates of one round trip possible)",
-                type(mid).__name__,
-            )
             self.seen = None
             self.message_id = None
+            self.on_unhashable(type(mid))
             return True
         if len(seen) > self._max_ids:
             del seen[next(iter(seen))]
@@ -156,13 +149,8 @@ class Rotation:
         """Hold the new connection's ``received``-th message until the cutover."""
         self.held_new.append((received, msg))
 
-    def start_fence(self, arrived_new: int) -> None:
-        """The ping on the old connection is about to be sent.
-
-        Args:
-            arrived_new: Messages that had arrived on the new connection.
-        """
-        self.skip = arrived_new
+    def start_fence(self) -> None:
+        """The ping on the old connection is about to be sent."""
         self.phase = Phase.FENCING
 
     def set_fence(self, fence: int) -> None:
@@ -172,12 +160,9 @@ class Rotation:
     def old_closed(self, received: int) -> None:
         """The server closed the old connection before its fence.
 
-        Everything it sent came before the close, but where the close falls
-        in the new connection's stream is unknown: nothing of the new one
-        is skipped by position (ids still drop duplicates).
+        Everything it sent came before the close: it ends where it was read.
         """
         self.fence = received
-        self.skip = 0
 
     def cutover(self) -> Iterator[Any]:
         """Yield the new connection's held messages to publish, in order.
@@ -189,13 +174,11 @@ class Rotation:
         self.held_old.clear()
         while self.held_new:
             batch, self.held_new = self.held_new, []
-            for received, msg in batch:
-                if (self.seen is None and received <= self.skip) or (
-                    self.seen is not None and not self._first_time(msg)
-                ):
-                    self.duplicates += 1
-                else:
+            for _, msg in batch:
+                if self._first_time(msg):
                     yield msg
+                else:
+                    self.duplicates += 1
 
     def go_live(self) -> bool:
         """End the cutover; True when the new connection must still be checked."""

@@ -30,7 +30,7 @@ from .._exceptions import FatalConnectError, RetriesExhausted
 from .._log import RateLimitedLog, log, sample
 from .._options import Options
 from ._backoff import Backoff
-from ._fence import arrived, fence_of
+from ._fence import fence_of
 from ._link import CountingRecv, Link, Role, describe_close
 from ._rotation import Rotation
 from ._status import Hooks, Sink, State, Status
@@ -365,7 +365,7 @@ class Supervisor:
         self.status.set(State.ROTATING)
         started = anyio.current_time()
         while True:
-            rotation = Rotation(self.message_id)
+            rotation = Rotation(self.message_id, on_unhashable=self._unhashable)
             self.rotation = rotation
             # From here the old link records the ids it publishes: the new
             # one repeats what was sent after it subscribed.
@@ -488,7 +488,7 @@ class Supervisor:
             ``"fenced"``, ``"new lost"``, or why the old link could not be
             published up to its fence (a gap).
         """
-        rotation.start_fence(self._arrived(new))
+        rotation.start_fence()
         fence = old.fence
         if fence is None and not self._warned_no_fence:
             self._warned_no_fence = True
@@ -555,9 +555,14 @@ class Supervisor:
             if new.role is Role.TAIL:
                 new.role = Role.LIVE
 
-    def _arrived(self, link: Link) -> int:
-        count = arrived(link.conn)
-        return link.received if count is None else count - link.consumed_early
+    def _unhashable(self, kind: type) -> None:
+        log.error(
+            "%s: _message_id returned an unhashable %s: rotations go on without"
+            " de-duplication by id (about one round trip of repeats each)",
+            self.hooks.label,
+            kind.__name__,
+        )
+        self.message_id = None
 
     async def _recover(self, old: Link) -> Link:
         """Unplanned loss: gap, callbacks, backoff, reconnect."""
