@@ -29,10 +29,16 @@ from wsmux import (
 from wsmux.testing import FeedServer
 
 try:
-    from wsmux.connection._fence import arrived as _arrived
     from wsmux.connection._fence import fence_of as _fence_of
 except ImportError:  # 848e4a7 has no fence
-    _arrived = _fence_of = None
+    _fence_of = None
+
+
+def _arrived(ws: Any) -> int | None:
+    """Data messages that arrived on a websockets connection (read or not)."""
+    counter = getattr(ws, "_wsmux_counter", None)  # installed by the fence
+    return None if counter is None else int(counter.messages)
+
 
 FAST: dict[str, Any] = {"backoff_base": 0.02, "backoff_cap": 0.1, "close_timeout": 0.5}
 _ACCEPTED = set(inspect.signature(Multiplexer.__init__).parameters)
@@ -90,7 +96,7 @@ async def _expire_on_connect(server: FeedServer, key: str, ws: Any) -> None:
     is then among the first messages of the connection, before the rotation
     that opened it reaches its fence."""
     server.expire_listen_key(key)
-    if _arrived is None or _arrived(ws) is None:  # 848e4a7: nothing to count with
+    if _arrived(ws) is None:  # 848e4a7: nothing to count with
         await anyio.sleep(0.02)
         return
     before = _arrived(ws)
@@ -147,14 +153,6 @@ async def _keeps_rotating(mux: Any, server: FeedServer) -> None:
     assert stats.disconnects == 0 and stats.reconnects == 0
 
 
-_DROPPED_BY_POSITION = (
-    "issue 10 item 1: without _message_id the new connection's first `skip` messages"
-    " are dropped as duplicates, the new key's listenKeyExpired (never sent on the old"
-    " connection) included, so the trigger never fires"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=_DROPPED_BY_POSITION)
 @pytest.mark.anyio
 async def test_listen_key_expiring_during_each_rotation_keeps_rotating() -> None:
     """Item 1: each listen key expires right after its connect, so the expiry
@@ -164,7 +162,6 @@ async def test_listen_key_expiring_during_each_rotation_keeps_rotating() -> None
 
     Fails on 848e4a7: TimeoutError waiting for 5 rotations (the count stays
     at 1: the expiry published at the cutover is missed by a trigger armed later).
-    Fails on the new tree too: the count stays at 1 (see the xfail reason).
     """
     with FeedServer() as srv:
         mux = UserData(srv, **opts(rotation_interval=0.02, **FAST))
@@ -185,13 +182,11 @@ async def test_listen_key_expiring_during_each_rotation_keeps_rotating_with_ids(
             await _keeps_rotating(mux, srv)
 
 
-@pytest.mark.xfail(strict=True, reason=_DROPPED_BY_POSITION)
 def test_listen_key_expiring_during_each_rotation_through_compat() -> None:
     """Item 1 through ``wsmux.compat.AsyncWebsocketStreamInterface`` (asyncio),
     with seed 004's own ``_when2create_new_ws``, no ``_message_id``.
 
     Fails on 848e4a7: TimeoutError waiting for 5 rotations.
-    Fails on the new tree too: the count stays at 1 (see the xfail reason).
     """
     from wsmux.compat import AsyncWebsocketStreamInterface
 
@@ -304,9 +299,6 @@ class Shuffled:
     async def close(self) -> None:
         await self.conn.close()
 
-    def arrived(self) -> int | None:
-        return None if _arrived is None else _arrived(self.conn)
-
     async def fence(self) -> int:
         assert self.real is not None
         count = await self.real()
@@ -362,26 +354,18 @@ class ShuffledIds(Rotating):
         return (msg["s"] + msg["e"], msg["seq"])
 
 
-_TRIO_FLAKY = (
-    "issue 10 item 3: on trio about 1 run in 8 delivers 2-4 ids twice or misses them"
-    " at a rotation; not seen on asyncio nor with windows of 1; cause not found yet"
-)
-
-
 @pytest.mark.anyio
-async def test_exactly_once_when_connections_interleave_topics_differently(
-    anyio_backend: str, request: pytest.FixtureRequest
-) -> None:
+async def test_exactly_once_when_connections_interleave_topics_differently() -> None:
     """Item 3: with ``_message_id = (topic, n)``, over four rotations between
     connections that interleave topics differently, every id arrives exactly
     once and every topic keeps its order.
 
     Fails on 848e4a7: ids ('SYM1depthUpdate', 119) and (..., 120) delivered twice on
-    asyncio; passed on trio (the same two ids are sometimes doubled on the new
-    tree under trio: see the xfail reason).
+    asyncio; passed on trio. An early version of the new design missed up to
+    10 ids on trio 4 runs in 10 (the server registered the new connection
+    after the old one's fence): the old link now goes on until the new one
+    repeats one of its ids.
     """
-    if anyio_backend == "trio":
-        request.applymarker(pytest.mark.xfail(strict=False, reason=_TRIO_FLAKY))
     with FeedServer(symbols=4) as srv:
         mux = ShuffledIds(srv.url, **opts(rotation_interval=0.02, **FAST))
         stream = mux.stream_filter(maxsize=100_000, gaps="raise")
@@ -425,12 +409,8 @@ async def test_exit_inside_async_with_while_a_handler_sleeps(
     """Item 4: ``await mux.exit()`` inside ``async with`` while an async handler
     sleeps past ``drain_timeout``: no cancellation escapes, the body goes on.
 
-    Fails on 848e4a7: trio.Cancelled escapes ``exit()`` on trio; passes on asyncio
-    (as it does on the new tree).
+    Fails on 848e4a7: trio.Cancelled escapes ``exit()`` on trio; passes on asyncio.
     """
-    if anyio_backend == "trio":
-        reason = "issue 10 item 4: fix pending in fanout/_hub.py"
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     started = anyio.Event()
 
     async def slow(msg: Any) -> None:
@@ -467,9 +447,6 @@ class _FailingSend:
 
     async def close(self) -> None:
         await self.conn.close()
-
-    def arrived(self) -> int | None:
-        return None if _arrived is None else _arrived(self.conn)
 
 
 class _FailingContext:
@@ -527,10 +504,6 @@ class UnhashableIds(Rotating):
         return ("seq", {"seq": msg.get("seq")})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 item 6: one ERROR per rotation (Rotation._id_log is per Rotation)",
-)
 @pytest.mark.anyio
 async def test_unhashable_message_id_keeps_rotations_working(
     caplog: pytest.LogCaptureFixture,
@@ -592,12 +565,11 @@ async def test_every_call_after_exit_raises_multiplexer_closed() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(strict=True, reason="merge pending")
 async def test_a_port_out_of_range_is_fatal_at_once() -> None:
     """Item 11: ``ws://127.0.0.1:99999`` raises FatalConnectError within a second.
 
     Fails on 848e4a7: TimeoutError: the ValueError (port out of range) is retried
-    for ever (as on the new tree, until the other branch is merged).
+    for ever.
     """
     with anyio.fail_after(1), pytest.raises(FatalConnectError):
         async with Multiplexer("ws://127.0.0.1:99999", **FAST):

@@ -188,7 +188,7 @@ async def test_trio_fails_at_start_with_a_clear_error() -> None:
 async def test_rotations_are_fenced_and_exactly_once(caplog: pytest.LogCaptureFixture) -> None:
     """picows answers the rotation's fence: no gap, every seq once, in order."""
     caplog.set_level(logging.INFO, logger="wsmux")
-    total = 6000
+    total = 15000
 
     class Rotating(Multiplexer):
         async def _when2create_new_ws(self) -> None:

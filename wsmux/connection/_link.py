@@ -50,6 +50,8 @@ class Link:
         "role",
         "scope",
         "stale",
+        "tail_done",
+        "tail_scope",
         "topics",
     )
 
@@ -73,6 +75,8 @@ class Link:
         self.closed = anyio.Event()  # the holder has closed the socket
         self.scope = anyio.CancelScope()  # the stale watch
         self.due_scope = anyio.CancelScope()  # the rotation trigger
+        self.tail_scope = anyio.CancelScope()  # the check after its rotation
+        self.tail_done = anyio.Event()  # set once that check is over
         self.reader_scope = anyio.CancelScope()
         self.holder_scope = anyio.CancelScope()  # cancels a connect in progress
 
@@ -91,6 +95,7 @@ class Link:
         """Stop the link's helper tasks (stale watch, rotation trigger)."""
         self.scope.cancel()
         self.due_scope.cancel()
+        self.tail_scope.cancel()
 
     def lose(self, error: BaseException) -> None:
         """Treat the connection as lost (say, a send failed on it)."""

@@ -5,7 +5,10 @@ A rotation replaces the live connection (old) by a new one with no gap:
 1. The new connection is opened and subscribed while the old one serves. Its
    own fence (a ping, see :mod:`wsmux.connection._fence`) proves the server
    has applied its subscriptions. Its reader holds what it reads.
-2. :meth:`Rotation.start_fence`: a ping is sent on the old connection.
+2. With ids, the old connection goes on publishing (and recording ids) until
+   the new one repeats an id it published (:attr:`Rotation.caught_up`): the
+   new stream then overlaps the old one, even if the server started it late.
+   :meth:`Rotation.start_fence`: a ping is sent on the old connection.
 3. :meth:`Rotation.set_fence`: the pong came back after ``fence`` messages
    of the old connection. The old connection publishes exactly those: they
    are what the server sent before it read the ping. What it reads after is
@@ -20,7 +23,9 @@ A rotation replaces the live connection (old) by a new one with no gap:
    only one connection carries (a listen key's own expiry event) is lost.
 5. With ids, the new connection's messages are still checked against the set
    until its own tail fence (one more ping) proves that it is past the
-   overlap; then the set is released (:meth:`release`).
+   overlap, and for at least half a second after the cutover (a server may
+   queue a message for one connection a little longer than for the other);
+   then the set is released (:meth:`release`).
 
 The rotation never switches a reader itself: readers ask it what to do with
 each message (:meth:`old_message`, :meth:`new_message`, :meth:`tail_message`)
@@ -60,6 +65,7 @@ class Rotation:
 
     __slots__ = (
         "_max_ids",
+        "caught_up",
         "duplicates",
         "fence",
         "gap",
@@ -85,6 +91,7 @@ class Rotation:
         self.held_new: list[tuple[int, Any]] = []
         self.held_old: list[Any] = []
         self.on_unhashable = on_unhashable
+        self.caught_up = False  # the new connection repeated an id the old one published
         self.fence: int | None = None
         self.duplicates = 0
         self.published_old = 0
@@ -99,8 +106,8 @@ class Rotation:
 
     # -- ids -------------------------------------------------------------------
 
-    def _first_time(self, msg: Any) -> bool:
-        """Record the message's id; False when it was published already."""
+    def _first_time(self, msg: Any, record: bool = True) -> bool:
+        """False when the message's id was published already; else record it."""
         seen = self.seen
         if seen is None or self.message_id is None:
             return True
@@ -110,7 +117,8 @@ class Rotation:
         try:
             if mid in seen:
                 return False
-            seen[mid] = None
+            if record:
+                seen[mid] = None
         except TypeError:
             self.seen = None
             self.message_id = None
@@ -146,8 +154,14 @@ class Rotation:
     # -- the new connection ------------------------------------------------------
 
     def new_message(self, msg: Any, received: int) -> None:
-        """Hold the new connection's ``received``-th message until the cutover."""
+        """Hold the new connection's ``received``-th message until the cutover.
+
+        With ids, note when the new connection repeats an id the old one
+        published: its stream then overlaps the old one's.
+        """
         self.held_new.append((received, msg))
+        if not self.caught_up and self.seen is not None:
+            self.caught_up = not self._first_time(msg, record=False)
 
     def start_fence(self) -> None:
         """The ping on the old connection is about to be sent."""
@@ -186,8 +200,12 @@ class Rotation:
         return self.phase is Phase.TAIL
 
     def tail_message(self, msg: Any) -> bool:
-        """Decide for a new-connection message during the tail: True to publish."""
-        if self._first_time(msg):
+        """Decide for a new-connection message during the tail: True to publish.
+
+        The tail only checks: the new connection repeats nothing of its own,
+        so the set stays the size of the overlap.
+        """
+        if self._first_time(msg, record=False):
             return True
         self.duplicates += 1
         return False

@@ -38,6 +38,11 @@ from ._transport import classify
 
 __all__ = ["Supervisor"]
 
+#: The least time a rotation's new link is checked against the overlap ids.
+_TAIL_GRACE = 0.5
+#: With ids, an old link quiet this long needs no overlap before its fence.
+_QUIET = 0.1
+
 
 class Supervisor:
     """Keeps one live connection feeding a sink; see the module docstring.
@@ -72,6 +77,7 @@ class Supervisor:
         self.live: Link | None = None
         self.links: set[Link] = set()
         self.rotation: Rotation | None = None
+        self._caught_up = anyio.Event()  # set by the new link's reader
         self._next_id = 0
         self._last_rotation = -float("inf")
         self._warned_storm = False
@@ -330,6 +336,8 @@ class Supervisor:
             return rotation.old_message(msg, link.received)
         if role is Role.NEW:
             rotation.new_message(msg, link.received)
+            if rotation.caught_up:
+                self._caught_up.set()
             return False
         return rotation.tail_message(msg)  # Role.TAIL
 
@@ -353,12 +361,14 @@ class Supervisor:
 
     def _go_live(self, link: Link) -> None:
         link.role = Role.LIVE
+        link.tail_done.set()  # no rotation's tail to check
         self.live = link
         self._start_reader(link)
         self.status.set(State.OPEN)
 
     async def _rotate(self, old: Link) -> Link:
         """Planned rotation: a new connection replaces ``old`` with no gap."""
+        await _race(old.tail_done.wait, old.done.wait)  # the last rotation's tail
         await self._pace_rotation(old)
         if old.done.is_set():
             return await self._recover(old)
@@ -367,6 +377,7 @@ class Supervisor:
         while True:
             rotation = Rotation(self.message_id, on_unhashable=self._unhashable)
             self.rotation = rotation
+            self._caught_up = anyio.Event()
             # From here the old link records the ids it publishes: the new
             # one repeats what was sent after it subscribed.
             old.role = Role.OLD
@@ -420,7 +431,10 @@ class Supervisor:
         self.status.set(State.OPEN)
         self.hooks.topics_changed()  # topics changed during the rotation reach the new link
         if tail:
-            await self._release_tail(new, rotation)
+            self.tg.start_soon(self._release_tail, new, rotation, name=f"wsmux tail {new.id}")
+        else:
+            new.tail_done.set()
+            self.rotation = None
         self.counters["duplicates"] += rotation.duplicates
         log.info(
             "%s: rotated to connection %d (overlap %.0f ms, %d duplicate(s) dropped)",
@@ -429,8 +443,6 @@ class Supervisor:
             (anyio.current_time() - started) * 1000,
             rotation.duplicates,
         )
-        if self.rotation is rotation:
-            self.rotation = None
         return new
 
     async def _pace_rotation(self, old: Link) -> None:
@@ -503,6 +515,8 @@ class Supervisor:
         async def settle() -> None:
             nonlocal result
             count: int
+            if rotation.seen is not None:
+                await self._wait_caught_up(old, rotation)
             if fence is not None:
                 try:
                     count = await fence() - old.consumed_early
@@ -538,22 +552,45 @@ class Supervisor:
             result = "fenced"
         return result
 
+    async def _wait_caught_up(self, old: Link, rotation: Rotation) -> None:
+        """With ids: wait until the new link repeats an id the old one published.
+
+        Returns early when the old link carries nothing for a while (no
+        traffic, nothing to overlap); the caller bounds the whole wait.
+        """
+        last, since = old.received, anyio.current_time()
+        while not rotation.caught_up and rotation.seen is not None:
+            with anyio.move_on_after(_QUIET / 4):
+                await self._caught_up.wait()
+            now = anyio.current_time()
+            if old.received != last:
+                last, since = old.received, now
+            elif now - since >= _QUIET:
+                return
+
     async def _release_tail(self, new: Link, rotation: Rotation) -> None:
-        """Check the new link against the overlap ids until its own fence."""
-        fence = new.fence
-        try:
-            if fence is not None:
-                with anyio.move_on_after(self.options.rotation_drain):
-                    count = await fence() - new.consumed_early
-                    await new.watch(count).wait()
-            else:
-                await anyio.sleep(min(self.options.rotation_drain, 0.05))
-        except Exception:
-            pass  # the new link died: the loop sees it
-        finally:
-            rotation.release()
-            if new.role is Role.TAIL:
-                new.role = Role.LIVE
+        """Check the new link against the overlap ids until its own fence.
+
+        Runs in the background (the supervisor goes on watching the link);
+        the next rotation waits for it.
+        """
+        with new.tail_scope:
+            start = anyio.current_time()
+            fence = new.fence
+            try:
+                if fence is not None:
+                    with anyio.move_on_after(self.options.rotation_drain):
+                        count = await fence() - new.consumed_early
+                        await new.watch(count).wait()
+                await anyio.sleep_until(start + _TAIL_GRACE)
+            except Exception:
+                pass  # the new link died: the supervisor sees it
+        rotation.release()
+        if new.role is Role.TAIL:
+            new.role = Role.LIVE
+        if self.rotation is rotation:
+            self.rotation = None
+        new.tail_done.set()
 
     def _unhashable(self, kind: type) -> None:
         log.error(
