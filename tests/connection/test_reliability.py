@@ -93,9 +93,11 @@ class Recorder:
     """Reads one stream in a task and records what it saw.
 
     ``segments`` splits the ``seq`` numbers at each ``ConnectionGap``;
-    ``lagged`` adds up ``StreamLagged`` counts; ``end`` is how iteration ended.
-    With ``keep=False`` only counts, the last ``seq`` and whether the numbers
-    kept increasing are kept (for runs of a million messages).
+    ``lagged`` adds up ``StreamLagged`` counts; ``ended`` is set when the
+    stream ended cleanly, ``end`` holds the error it ended with otherwise
+    (check both with :meth:`assert_ended`). With ``keep=False`` only counts,
+    the last ``seq`` and whether the numbers kept increasing are kept (for
+    runs of a million messages).
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class Recorder:
         self.lag_events = 0
         self.lagged = 0
         self.end: BaseException | None = None
+        self.ended = False
 
     @property
     def seqs(self) -> list[int]:
@@ -136,6 +139,7 @@ class Recorder:
                 self.lagged += exc.count
                 continue
             except anyio.EndOfStream:
+                self.ended = True
                 return
             except Exception as exc:
                 self.end = exc
@@ -151,6 +155,15 @@ class Recorder:
                     self.symbols.append(msg.get("s", ""))
             if self.delay:
                 await anyio.sleep(self.delay)
+
+    def assert_ended(self, error: type[BaseException] | None = None) -> None:
+        """Assert that iteration is over: cleanly, or with an ``error`` instance."""
+        label = self.name or repr(self.stream)
+        if error is None:
+            assert self.end is None, f"{label} ended with {self.end!r}, not cleanly"
+            assert self.ended, f"{label} has not ended"
+        else:
+            assert isinstance(self.end, error), f"{label} ended with {self.end!r}, not {error}"
 
 
 def contiguous(seqs: list[int]) -> bool:
@@ -262,6 +275,8 @@ async def test_fifty_abrupt_drops_under_a_steady_feed() -> None:
             await mux.exit()
 
         server_stats = srv.stats()
+    for rec in (gap_rec, plain, sym0):
+        rec.assert_ended()  # exit() ends every stream cleanly, after 50 drops
     # One reconnect per drop, and nothing else.
     assert server_stats.faults["drop"] == drops
     assert server_stats.handshakes == server_stats.accepted == drops + 1
@@ -318,6 +333,7 @@ async def test_dead_connection_is_detected_and_replaced_in_time(fault: str, dete
             stats = mux.stats()
             first = srv.record(1)
             await mux.exit()
+    rec.assert_ended()
     assert (stats.disconnects, stats.reconnects, stats.connects) == (1, 1, 2)
     assert stats.stale == (1 if detector == "stale" else 0)
     if detector == "stale":
@@ -502,6 +518,8 @@ async def test_rotation_every_200ms_under_a_broadcast(dedupe: bool) -> None:
             await wait_for(complete, what="every message")
             stats = mux.stats()
             await mux.exit()
+    everything.assert_ended()
+    sym1.assert_ended()
     assert last > 3000 * 0.2 * rotations * 0.8
     assert (stats.disconnects, stats.reconnects, stats.stale) == (0, 0, 0)
     assert stats.connects - stats.rotations in (1, 2)  # 2: the next rotation had begun
@@ -545,6 +563,8 @@ async def test_slow_consumer_lags_alone() -> None:
             slow_stats = slow.stream.statistics()
             fast_stats = fast.stream.statistics()
             await mux.exit()
+    fast.assert_ended()
+    slow.assert_ended()
     assert fast.seqs == list(range(1, total + 1)) and fast.lag_events == 0
     assert fast_stats.dropped == 0 and fast_stats.delivered == total
     # The slow one lost messages, was told how many, and the counts add up.
@@ -574,6 +594,7 @@ async def test_garbage_frames_are_counted_and_skipped() -> None:
             stats = mux.stats()
             garbage = srv.stats().garbage_sent
             await mux.exit()
+    rec.assert_ended()
     assert 0.07 * total < garbage < 0.13 * total
     assert rec.seqs == list(range(1, total + 1)) and rec.gaps == 0
     assert stats.parse_errors == garbage
@@ -593,6 +614,7 @@ async def test_oversized_frame_triggers_one_counted_reconnect() -> None:
             await wait_for(lambda: rec.gaps == 1 and len(rec.segments[-1]) >= 10, what="recovery")
             stats = mux.stats()
             await mux.exit()
+    rec.assert_ended()
     assert (stats.disconnects, stats.reconnects, stats.connects) == (1, 1, 2)
     assert stats.parse_errors == 0
     assert "1009" in str(stats.last_disconnect), stats.last_disconnect
@@ -625,6 +647,7 @@ async def test_a_handler_raising_on_every_message_disturbs_nobody() -> None:
             await wait_for(lambda: rec.last == total and calls["async"] == total, what="all")
             stats = mux.stats()
             await mux.exit()
+    rec.assert_ended()
     assert rec.seqs == good == list(range(1, total + 1))
     assert calls == {"sync": total, "async": total}
     assert stats.handler_errors == 2 * total
