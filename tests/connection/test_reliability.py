@@ -463,6 +463,116 @@ async def test_429_honours_retry_after(retry_after: float, cap: float, expected:
     assert expected - 0.005 <= waited <= expected + 0.15, waited
 
 
+async def test_429_without_retry_after_backs_off_longer_and_is_retried(
+    backoff: Callable[[], RecordingBackoff],
+) -> None:
+    base, cap = 0.02, 1.0
+    async with server() as srv:
+        srv.refuse(1, status=429)
+        mux = Multiplexer(srv.url, **(FAST | {"backoff_base": base, "backoff_cap": cap}))
+        with anyio.fail_after(3):
+            async with mux:
+                times = srv.handshake_times()
+                stats = mux.stats()
+                await mux.exit()
+    delays = backoff().delays
+    assert len(times) == 2 and len(delays) == 1
+    assert (stats.connect_errors, stats.connects) == (1, 1)
+    # A 503 would wait delays[0] (in [base, 3 * base]); a 429 waits longer.
+    waited = times[1] - times[0]
+    assert waited >= 2 * delays[0], (waited, delays)
+    assert waited >= 2 * base
+
+
+@pytest.mark.parametrize("status", [400, 404])
+async def test_other_4xx_are_fatal_at_once_with_one_attempt(status: int) -> None:
+    async with server() as srv:
+        srv.refuse(None, status=status)
+        mux = Multiplexer(srv.url, **(FAST | {"backoff_base": 1.0, "backoff_cap": 2.0}))
+        stream = mux.stream_filter()
+        with anyio.fail_after(2), pytest.raises(FatalConnectError) as info:
+            async with mux:
+                pytest.fail(f"connected despite {status}")
+        assert info.value.status == status
+        assert srv.stats().handshakes == 1
+        assert mux.state == "failed" and mux.stats().connect_errors == 1
+        with pytest.raises(FatalConnectError):
+            await stream.receive()
+
+
+async def test_backoff_resets_only_after_reset_after_of_uptime(
+    backoff: Callable[[], RecordingBackoff],
+) -> None:
+    reset_after = 0.3
+    opts = FAST | {"backoff_base": 0.02, "backoff_cap": 0.1, "reset_after": reset_after}
+    async with server() as srv:
+        mux = Multiplexer(srv.url, **opts)
+        async with mux:
+            rb = backoff()
+
+            async def drop_after(uptime: float, n: int) -> None:
+                await anyio.sleep(uptime)  # the uptime under test, not a wait for an event
+                assert srv.drop() == 1
+                await wait_for(lambda: mux.stats().reconnects == n, what=f"reconnect {n}")
+
+            await drop_after(0.0, 1)  # dropped at once: backed off
+            assert (rb.resets, len(rb.delays)) == (0, 1)
+            await drop_after(reset_after / 2, 2)  # up for half of reset_after: still backed off
+            assert (rb.resets, len(rb.delays)) == (0, 2)
+            await drop_after(reset_after + 0.1, 3)  # up long enough: reset, reconnect at once
+            assert (rb.resets, len(rb.delays)) == (1, 2)
+            await mux.exit()
+
+
+async def test_send_waits_for_an_open_connection() -> None:
+    async with server() as srv:
+        mux = Multiplexer(srv.url, **FAST)
+        async with mux:
+            srv.refuse(None, status=503)
+            assert srv.drop() == 1
+            await wait_for(lambda: mux.state == "reconnecting")
+            refused = srv.stats().refused
+            sent = anyio.Event()
+
+            async def send() -> None:
+                await mux.send({"op": "hello"}, timeout=5)
+                sent.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(send)
+                with anyio.fail_after(5):
+                    # Two more refusals while send() is waiting ...
+                    await srv.wait_until_async(lambda: srv.stats().refused >= refused + 2)
+                assert not sent.is_set() and srv.client_messages() == []
+                srv.refuse(0)  # ... then the server lets it in
+                with anyio.fail_after(5):
+                    await sent.wait()
+                    await srv.wait_for_messages_async(1)
+            live = srv.open_connections()
+            await mux.exit()
+    assert srv.client_messages() == [{"op": "hello"}]
+    assert len(live) == 1 and live[0].id > 1 and live[0].messages == [{"op": "hello"}]
+
+
+async def test_a_stalled_stream_does_not_delay_another() -> None:
+    total = 2000
+    async with server() as srv:
+        mux = Multiplexer(srv.url, **FAST)
+        fast = Recorder(mux.stream_filter(), name="fast")
+        stalled = mux.stream_filter(maxsize=8)  # never read until the end
+        async with mux, anyio.create_task_group() as tg:
+            tg.start_soon(fast.run)
+            srv.start_feed(count=total, min_clients=1)
+            # Had the stalled stream any hold on the reader, this would never happen.
+            await wait_for(lambda: fast.last == total, 5, "the fast consumer")
+            stalled_stats = stalled.statistics()
+            await mux.exit()
+    fast.assert_ended()
+    assert fast.seqs == list(range(1, total + 1)) and fast.lag_events == 0
+    # The stalled stream kept its newest 8 and counted the rest as dropped.
+    assert stalled_stats == (0, total - 8, 8, 8)
+
+
 # -- planned rotation --------------------------------------------------------------
 
 
