@@ -214,6 +214,17 @@ def test_death_after_start_reaches_readers_and_stop(server: FeedServer) -> None:
     t.stop()  # the error is raised once
 
 
+def test_leaving_the_block_raises_the_multiplexers_error(server: FeedServer) -> None:
+    mux = Multiplexer(server.url, **FAST)
+    with pytest.raises(FatalConnectError, match="401"), run_in_thread(mux) as t:
+        stream = t.stream_filter(timeout=5)
+        server.refuse(None, status=401)
+        server.drop()
+        with pytest.raises(FatalConnectError):
+            stream.receive()  # the multiplexer has died; the block itself ends normally
+    assert not t.running and t.stats().state == "failed"
+
+
 def test_gaps_and_lag_are_reported(server: FeedServer) -> None:
     with run_in_thread(Multiplexer(server.url, **FAST)) as t:
         gaps = t.stream_filter(gaps="raise", timeout=5)
