@@ -235,37 +235,52 @@ async def test_a_value_error_in_on_connect_is_retried_not_fatal() -> None:
 
 
 async def test_a_rotation_that_cannot_drain_says_so() -> None:
-    """A consumer that holds the old connection back: no silent loss."""
+    """A consumer that holds the old connection back: no silent loss.
+
+    The block stream keeps the old link's reader waiting in relieve(), never
+    idle, for both rotation_drain windows, and there are no message ids to
+    prove it caught up: the cutover is forced, counted, and announced.
+    """
     with FeedServer() as srv:
         mux = Rotating(srv.url, rotation_drain=0.1, **FAST)
-        seqs: list[int] = []
-        gaps = 0
+        segments: list[list[int]] = [[]]
+        slow = True
         async with mux:
             stream = mux.stream_filter(overflow="block", maxsize=16, gaps="raise")
             srv.start_feed(rate=3000, count=1500, min_clients=1)
 
             async def consume() -> None:
-                nonlocal gaps
                 while True:
                     try:
                         msg = await stream.receive()
                     except ConnectionGap:
-                        gaps += 1
+                        segments.append([])
                         continue
                     except anyio.EndOfStream:
                         return
                     if "seq" in msg:
-                        seqs.append(msg["seq"])
-                    await anyio.sleep(0.001)  # slower than the feed
+                        segments[-1].append(msg["seq"])
+                    if slow:
+                        await anyio.sleep(0.001)  # slower than the feed
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(consume)
-                await anyio.sleep(0.1)
+                await until(lambda: len(segments[0]) >= 50)  # the reader is held back
                 mux.rotate.set()
+                await until(lambda: mux.stats().rotation_gaps == 1, 5)
+                slow = False  # past the cutover: catch up
                 await until(lambda: mux.stats().rotations == 1, 5)
                 await srv.wait_feed_done_async()
-                await until(lambda: bool(seqs) and seqs[-1] == 1500, 10)
+                await until(lambda: bool(segments[-1]) and segments[-1][-1] == 1500, 10)
                 tg.cancel_scope.cancel()
-        missing = set(range(1, 1501)) - set(seqs)
-        # Either nothing was lost, or the loss was announced where it happened.
-        assert not missing or (gaps >= 1 and mux.stats().rotation_gaps >= 1)
+            stats = mux.stats()
+    # The forced cutover is counted once, and the stream hears of it once, there.
+    assert stats.rotation_gaps == 1
+    assert (stats.rotations, stats.disconnects, stats.reconnects) == (1, 0, 0)
+    assert len(segments) == 2, f"{len(segments) - 1} ConnectionGap(s), expected 1"
+    before, after = segments
+    # Each side of the gap is whole: whatever is missing went at the gap.
+    assert before == list(range(1, before[-1] + 1))
+    assert after == list(range(after[0], 1501))
+    missing = set(range(1, 1501)) - set(before) - set(after)
+    assert missing == set(range(before[-1] + 1, after[0]))

@@ -92,9 +92,11 @@ class Recorder:
     """Reads one stream in a task and records what it saw.
 
     ``segments`` splits the ``seq`` numbers at each ``ConnectionGap``;
-    ``lagged`` adds up ``StreamLagged`` counts; ``end`` is how iteration ended.
-    With ``keep=False`` only counts, the last ``seq`` and whether the numbers
-    kept increasing are kept (for runs of a million messages).
+    ``lagged`` adds up ``StreamLagged`` counts; ``ended`` is set when the
+    stream ended cleanly, ``end`` holds the error it ended with otherwise
+    (check both with :meth:`assert_ended`). With ``keep=False`` only counts,
+    the last ``seq`` and whether the numbers kept increasing are kept (for
+    runs of a million messages).
     """
 
     def __init__(
@@ -113,6 +115,7 @@ class Recorder:
         self.lag_events = 0
         self.lagged = 0
         self.end: BaseException | None = None
+        self.ended = False
 
     @property
     def seqs(self) -> list[int]:
@@ -135,6 +138,7 @@ class Recorder:
                 self.lagged += exc.count
                 continue
             except anyio.EndOfStream:
+                self.ended = True
                 return
             except Exception as exc:
                 self.end = exc
@@ -150,6 +154,15 @@ class Recorder:
                     self.symbols.append(msg.get("s", ""))
             if self.delay:
                 await anyio.sleep(self.delay)
+
+    def assert_ended(self, error: type[BaseException] | None = None) -> None:
+        """Assert that iteration is over: cleanly, or with an ``error`` instance."""
+        label = self.name or repr(self.stream)
+        if error is None:
+            assert self.end is None, f"{label} ended with {self.end!r}, not cleanly"
+            assert self.ended, f"{label} has not ended"
+        else:
+            assert isinstance(self.end, error), f"{label} ended with {self.end!r}, not {error}"
 
 
 def contiguous(seqs: list[int]) -> bool:
@@ -260,6 +273,8 @@ async def test_fifty_abrupt_drops_under_a_steady_feed() -> None:
             await mux.exit()
 
         server_stats = srv.stats()
+    for rec in (gap_rec, plain, sym0):
+        rec.assert_ended()  # exit() ends every stream cleanly, after 50 drops
     # One reconnect per drop, and nothing else.
     assert server_stats.faults["drop"] == drops
     assert server_stats.handshakes == server_stats.accepted == drops + 1
@@ -316,6 +331,7 @@ async def test_dead_connection_is_detected_and_replaced_in_time(fault: str, dete
             stats = mux.stats()
             first = srv.record(1)
             await mux.exit()
+    rec.assert_ended()
     assert (stats.disconnects, stats.reconnects, stats.connects) == (1, 1, 2)
     assert stats.stale == (1 if detector == "stale" else 0)
     if detector == "stale":
@@ -445,6 +461,117 @@ async def test_429_honours_retry_after(retry_after: float, cap: float, expected:
     assert expected - 0.005 <= waited <= expected + 0.15, waited
 
 
+async def test_429_without_retry_after_backs_off_longer_and_is_retried(
+    backoff: Callable[[], RecordingBackoff],
+) -> None:
+    base, cap = 0.02, 1.0
+    async with server() as srv:
+        srv.refuse(1, status=429)
+        opts = FAST | {"backoff_base": base, "backoff_cap": cap}
+        mux = Multiplexer(srv.url, backoff=RecordingBackoff(base, cap), **opts)
+        with anyio.fail_after(3):
+            async with mux:
+                times = srv.handshake_times()
+                stats = mux.stats()
+                await mux.exit()
+    delays = backoff().delays
+    assert len(times) == 2 and len(delays) == 1
+    assert (stats.connect_errors, stats.connects) == (1, 1)
+    # A 503 would wait delays[0] (in [base, 3 * base]); a 429 waits longer.
+    waited = times[1] - times[0]
+    assert waited >= 2 * delays[0], (waited, delays)
+    assert waited >= 2 * base
+
+
+@pytest.mark.parametrize("status", [400, 404])
+async def test_other_4xx_are_fatal_at_once_with_one_attempt(status: int) -> None:
+    async with server() as srv:
+        srv.refuse(None, status=status)
+        mux = Multiplexer(srv.url, **(FAST | {"backoff_base": 1.0, "backoff_cap": 2.0}))
+        stream = mux.stream_filter()
+        with anyio.fail_after(2), pytest.raises(FatalConnectError) as info:
+            async with mux:
+                pytest.fail(f"connected despite {status}")
+        assert info.value.status == status
+        assert srv.stats().handshakes == 1
+        assert mux.state == "failed" and mux.stats().connect_errors == 1
+        with pytest.raises(FatalConnectError):
+            await stream.receive()
+
+
+async def test_backoff_resets_only_after_reset_after_of_uptime(
+    backoff: Callable[[], RecordingBackoff],
+) -> None:
+    reset_after = 0.3
+    opts = FAST | {"backoff_base": 0.02, "backoff_cap": 0.1, "reset_after": reset_after}
+    async with server() as srv:
+        mux = Multiplexer(srv.url, backoff=RecordingBackoff(0.02, 0.1), **opts)
+        async with mux:
+            rb = backoff()
+
+            async def drop_after(uptime: float, n: int) -> None:
+                await anyio.sleep(uptime)  # the uptime under test, not a wait for an event
+                assert srv.drop() == 1
+                await wait_for(lambda: mux.stats().reconnects == n, what=f"reconnect {n}")
+
+            await drop_after(0.0, 1)  # dropped at once: backed off
+            assert (rb.resets, len(rb.delays)) == (0, 1)
+            await drop_after(reset_after / 2, 2)  # up for half of reset_after: still backed off
+            assert (rb.resets, len(rb.delays)) == (0, 2)
+            await drop_after(reset_after + 0.1, 3)  # up long enough: reset, reconnect at once
+            assert (rb.resets, len(rb.delays)) == (1, 2)
+            await mux.exit()
+
+
+async def test_send_waits_for_an_open_connection() -> None:
+    async with server() as srv:
+        mux = Multiplexer(srv.url, **FAST)
+        async with mux:
+            srv.refuse(None, status=503)
+            assert srv.drop() == 1
+            await wait_for(lambda: mux.state == "reconnecting")
+            refused = srv.stats().refused
+            sent = anyio.Event()
+
+            async def send() -> None:
+                await mux.send({"op": "hello"}, timeout=5)
+                sent.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(send)
+                with anyio.fail_after(5):
+                    # Two more refusals while send() is waiting ...
+                    await srv.wait_until_async(lambda: srv.stats().refused >= refused + 2)
+                assert not sent.is_set() and srv.client_messages() == []
+                srv.refuse(0)  # ... then the server lets it in
+                with anyio.fail_after(5):
+                    await sent.wait()
+                    await srv.wait_for_messages_async(1)
+            live = srv.open_connections()
+            await mux.exit()
+    assert srv.client_messages() == [{"op": "hello"}]
+    assert len(live) == 1 and live[0].id > 1 and live[0].messages == [{"op": "hello"}]
+
+
+async def test_a_stalled_stream_does_not_delay_another() -> None:
+    total = 2000
+    async with server() as srv:
+        mux = Multiplexer(srv.url, **FAST)
+        fast = Recorder(mux.stream_filter(), name="fast")
+        stalled = mux.stream_filter(maxsize=8)  # never read until the end
+        async with mux, anyio.create_task_group() as tg:
+            tg.start_soon(fast.run)
+            srv.start_feed(count=total, min_clients=1)
+            # Had the stalled stream any hold on the reader, this would never happen.
+            await wait_for(lambda: fast.last == total, 5, "the fast consumer")
+            stalled_stats = stalled.statistics()
+            await mux.exit()
+    fast.assert_ended()
+    assert fast.seqs == list(range(1, total + 1)) and fast.lag_events == 0
+    # The stalled stream kept its newest 8 and counted the rest as dropped.
+    assert stalled_stats == (0, total - 8, 8, 8)
+
+
 # -- planned rotation --------------------------------------------------------------
 
 
@@ -497,6 +624,8 @@ async def test_rotation_every_200ms_under_a_broadcast(dedupe: bool) -> None:
             await wait_for(complete, what="every message")
             stats = mux.stats()
             await mux.exit()
+    everything.assert_ended()
+    sym1.assert_ended()
     assert last > 3000 * 0.2 * rotations * 0.8
     assert (stats.disconnects, stats.reconnects, stats.stale) == (0, 0, 0)
     assert stats.connects - stats.rotations in (1, 2)  # 2: the next rotation had begun
@@ -539,6 +668,8 @@ async def test_slow_consumer_lags_alone() -> None:
             slow_stats = slow.stream.statistics()
             fast_stats = fast.stream.statistics()
             await mux.exit()
+    fast.assert_ended()
+    slow.assert_ended()
     assert fast.seqs == list(range(1, total + 1)) and fast.lag_events == 0
     assert fast_stats.dropped == 0 and fast_stats.delivered == total
     # The slow one lost messages, was told how many, and the counts add up.
@@ -568,6 +699,7 @@ async def test_garbage_frames_are_counted_and_skipped() -> None:
             stats = mux.stats()
             garbage = srv.stats().garbage_sent
             await mux.exit()
+    rec.assert_ended()
     assert 0.07 * total < garbage < 0.13 * total
     assert rec.seqs == list(range(1, total + 1)) and rec.gaps == 0
     assert stats.parse_errors == garbage
@@ -587,6 +719,7 @@ async def test_oversized_frame_triggers_one_counted_reconnect() -> None:
             await wait_for(lambda: rec.gaps == 1 and len(rec.segments[-1]) >= 10, what="recovery")
             stats = mux.stats()
             await mux.exit()
+    rec.assert_ended()
     assert (stats.disconnects, stats.reconnects, stats.connects) == (1, 1, 2)
     assert stats.parse_errors == 0
     assert "1009" in str(stats.last_disconnect), stats.last_disconnect
@@ -619,6 +752,7 @@ async def test_a_handler_raising_on_every_message_disturbs_nobody() -> None:
             await wait_for(lambda: rec.last == total and calls["async"] == total, what="all")
             stats = mux.stats()
             await mux.exit()
+    rec.assert_ended()
     assert rec.seqs == good == list(range(1, total + 1))
     assert calls == {"sync": total, "async": total}
     assert stats.handler_errors == 2 * total
@@ -712,7 +846,7 @@ async def test_exit_returns_promptly_and_leaves_nothing(when: str) -> None:
     assert not leaks, [str(w.message) for w in leaks]
 
 
-# -- fuzz: parse + match + deliver --------------------------------------------------------
+# -- fuzz: parse (the real reader) + match + deliver ------------------------------------
 
 scalars = st.one_of(
     st.none(),
@@ -728,6 +862,7 @@ values = st.recursive(
     max_leaves=6,
 )
 messages = st.dictionaries(keys, values, max_size=5)
+any_message = st.one_of(messages, st.lists(scalars, max_size=3))
 filter_values = st.one_of(scalars, st.dictionaries(keys, scalars, min_size=1, max_size=2))
 filters = st.one_of(
     st.none(),
@@ -735,60 +870,126 @@ filters = st.one_of(
     st.dictionaries(keys, filter_values, min_size=1, max_size=3),
     st.lists(st.dictionaries(keys, filter_values, min_size=1, max_size=2), min_size=1, max_size=3),
 )
+garbage = st.one_of(
+    st.binary(max_size=20),
+    st.sampled_from([b"not json", b'{"e":', b"]]", b"\xff\xfe", b"", b"{'e': 1}", b"nul", b"null"]),
+)
+# (payload, what the reader should make of it). Well-formed JSON goes as a text
+# or a binary frame; garbage (which may happen to be valid JSON) as binary.
 frames = st.one_of(
-    messages.map(lambda m: ("msg", m)),
-    st.one_of(
-        st.binary(max_size=20), st.sampled_from([b"not json", b'{"e":', b"]]", b"\xff\xfe"])
-    ).map(lambda raw: ("raw", raw)),
-    st.lists(scalars, max_size=3).map(lambda m: ("msg", m)),
+    st.tuples(any_message, st.booleans()).map(
+        lambda mt: (orjson.dumps(mt[0]).decode() if mt[1] else orjson.dumps(mt[0]), "json")
+    ),
+    garbage.map(lambda raw: (raw, "raw")),
 )
 policies = st.sampled_from(["lag", "drop_oldest", "drop_newest", "block"])
 subscribers = st.lists(st.tuples(filters, st.integers(1, 8), policies), min_size=1, max_size=5)
+lossy = st.sampled_from(["lag", "drop_oldest", "drop_newest"])
 
 
-def parse(raw: bytes) -> Any:
-    """The supervisor's default parse step."""
-    return orjson.loads(raw)
+def matches_filter(f: Any, msg: Any) -> bool:
+    """What a subscriber with filter ``f`` must receive (DESIGN.md's rules)."""
+    return bool(reference_match(f, msg)) if isinstance(msg, dict) else f in (None, [])
+
+
+_UNPARSABLE = object()
+
+
+def expected_parse(payload: str | bytes) -> Any:
+    """The documented default parse step is orjson.loads; None means skip."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return _UNPARSABLE
+
+
+def drain_nowait(stream: Stream) -> tuple[list[Any], int]:
+    """Read what a stream buffered; return it and the StreamLagged total."""
+    got: list[Any] = []
+    lagged = 0
+    while True:
+        try:
+            got.append(stream.receive_nowait())
+        except StreamLagged as exc:
+            lagged += exc.count
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            return got, lagged
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    subs=st.lists(
+        st.tuples(
+            filters, st.integers(1, 8), st.sampled_from(["lag", "drop_oldest", "drop_newest"])
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    wire=st.lists(frames, max_size=30),
+)
+async def test_fuzz_frames_through_the_real_reader(
+    subs: list[tuple[Any, int, str]], wire: list[tuple[str | bytes, str]]
+) -> None:
+    """Fuzzed frames from a real server through a real Multiplexer's reader."""
+    end = {"end": len(wire)}
+    wire = [*wire, (orjson.dumps(end).decode(), "json")]
+    parsed = [expected_parse(payload) for payload, _ in wire]
+    errors = sum(p is _UNPARSABLE for p in parsed)
+    published = [p for p in parsed if p is not _UNPARSABLE and p is not None]
+    async with FeedServer() as srv:
+        mux = Multiplexer(srv.url, **FAST)
+        everything = mux.stream_filter(maxsize=1000)
+        # Nobody reads these until the end: overflow is deterministic.
+        streams = [mux.stream_filter(f, maxsize=n, overflow=p) for f, n, p in subs]  # type: ignore[arg-type]
+        async with mux:
+            with anyio.fail_after(5):
+                await srv.wait_for_connections_async(1)
+                for payload, _ in wire:
+                    srv.send(payload)
+                received = []
+                while not received or received[-1] != end:
+                    received.append(await everything.receive())
+            stats = mux.stats()
+            await mux.exit()
+    # Valid frames all arrive, in order, as parsed; nothing else does.
+    assert received == published
+    assert stats.parse_errors == errors
+    assert stats.messages == len(wire)
+    assert (stats.disconnects, stats.connects) == (0, 1)
+    for stream, (f, maxsize, policy) in zip(streams, subs, strict=True):
+        n = sum(matches_filter(f, msg) for msg in published)
+        got, lagged = drain_nowait(stream)
+        st_ = stream.statistics()
+        assert st_.delivered == len(got) and st_.delivered + st_.dropped == n
+        assert len(got) == min(n, maxsize)
+        expected = [m for m in published if matches_filter(f, m)]
+        if policy == "drop_newest":
+            assert got == expected[:maxsize]
+        else:
+            assert got == expected[len(expected) - len(got) :]
+        assert lagged == (st_.dropped if policy == "lag" else 0)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(subs=subscribers, wire=st.lists(frames, max_size=40))
-async def test_fuzz_parse_match_deliver_accounting(
-    subs: list[tuple[Any, int, str]], wire: list[tuple[str, Any]]
+@given(
+    subs=subscribers, wire=st.lists(st.one_of(messages, st.lists(scalars, max_size=3)), max_size=40)
+)
+async def test_fuzz_match_deliver_accounting(
+    subs: list[tuple[Any, int, str]], wire: list[Any]
 ) -> None:
+    """The hub alone (the block policy included: nothing reads while it publishes)."""
     hub = Hub()
     streams = [hub.open_stream(f, maxsize=n, overflow=p) for f, n, p in subs]  # type: ignore[arg-type]
     matched = [0] * len(streams)
-    parse_errors = expected_errors = 0
-    for kind, payload in wire:
-        raw = orjson.dumps(payload) if kind == "msg" else payload
-        try:
-            msg = parse(raw)
-        except orjson.JSONDecodeError:
-            parse_errors += 1
-            continue
-        if not isinstance(msg, dict | list):
-            msg = {"x": msg}  # a bare scalar that happened to be valid JSON
-        if kind == "raw":
-            expected_errors -= 1
+    for msg in wire:
         hub.publish(msg)
         for i, (f, _, _) in enumerate(subs):
-            matched[i] += reference_match(f, msg) if isinstance(msg, dict) else f in (None, [])
-    expected_errors += sum(kind == "raw" for kind, _ in wire)
-    assert parse_errors == expected_errors
+            matched[i] += matches_filter(f, msg)
     for stream, (_, maxsize, policy), n in zip(streams, subs, matched, strict=True):
-        got = lagged = 0
-        while True:
-            try:
-                stream.receive_nowait()
-                got += 1
-            except StreamLagged as exc:
-                lagged += exc.count
-            except anyio.WouldBlock:
-                break
+        got, lagged = drain_nowait(stream)
         stats = stream.statistics()
         # The accounting invariant: every matched message delivered or dropped.
-        assert stats.delivered + stats.dropped == n == got + stats.dropped
+        assert stats.delivered + stats.dropped == n == len(got) + stats.dropped
         assert stats.buffered == 0 and stats.peak <= max(maxsize, n if policy == "block" else 0)
         if policy == "lag":
             assert lagged == stats.dropped
@@ -797,7 +998,7 @@ async def test_fuzz_parse_match_deliver_accounting(
         if policy == "block":
             assert stats.dropped == 0
         else:
-            assert got == min(n, maxsize) if n else got == 0
+            assert len(got) == min(n, maxsize)
     assert hub.dropped() == sum(s.statistics().dropped for s in streams)
 
 

@@ -87,6 +87,8 @@ async def test_soak_random_faults_for_the_whole_run() -> None:
             stats = mux.stats()
             server_stats = srv.stats()
             await mux.exit()
+    gapped.assert_ended()  # through every fault, and cleanly at exit()
+    plain.assert_ended()
     faults = server_stats.faults
     # Shown with `pytest -rP`: what this run survived.
     print(
@@ -173,6 +175,8 @@ async def test_a_million_messages_past_a_slow_consumer_keep_memory_flat() -> Non
             stats = mux.stats()
             slow_stats = slow.stream.statistics()
             await mux.exit()
+    fast.assert_ended()
+    slow.assert_ended()
     assert stats.messages == total
     assert fast.count == total and fast.increasing and fast.lag_events == 0
     assert slow.increasing

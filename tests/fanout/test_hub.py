@@ -394,11 +394,14 @@ async def test_async_handler_can_remove_itself_and_close_the_hub() -> None:
 
 async def test_sync_handler_can_close_the_hub() -> None:
     hub = Hub()
-    s = hub.open_stream()
+    s = hub.open_stream()  # registered before the handler: it gets 1 first
     hub.add_handler(lambda msg: hub.close())
     hub.publish(1)
-    hub.publish(2)
-    assert [m async for m in s] == [1] or [m async for m in s] == []
+    hub.publish(2)  # after close: the ended stream takes nothing more
+    assert hub.closed
+    with anyio.fail_after(1):
+        assert [m async for m in s] == [1]
+    assert s.statistics() == (1, 0, 0, 1)  # delivered, dropped, buffered, peak
 
 
 async def test_handler_validation() -> None:

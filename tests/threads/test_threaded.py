@@ -94,44 +94,77 @@ def test_handlers_run_in_their_own_threads(server: FeedServer) -> None:
     slow_seen: list[int] = []
     inline_seen: list[int] = []
     async_seen: list[int] = []
-    names: set[str] = set()
+    threads: dict[str, set[threading.Thread]] = {
+        "fast": set(),
+        "slow": set(),
+        "broken": set(),
+        "inline": set(),
+        "coro": set(),
+    }
+    release = threading.Event()
 
     def fast(msg: dict[str, Any]) -> None:
-        names.add(threading.current_thread().name)
+        threads["fast"].add(threading.current_thread())
         seen.append(msg["seq"])
 
     def slow(msg: dict[str, Any]) -> None:
-        time.sleep(0.001)
+        threads["slow"].add(threading.current_thread())
+        # Blocked until the others have had everything; if it runs where it
+        # blocks them, it gives up once so that the test fails, not hangs.
+        if not release.wait(3):
+            release.set()
         slow_seen.append(msg["seq"])
 
     def broken(msg: dict[str, Any]) -> None:
+        threads["broken"].add(threading.current_thread())
         raise ValueError("boom")
 
+    def inline(msg: dict[str, Any]) -> None:
+        threads["inline"].add(threading.current_thread())
+        inline_seen.append(msg["seq"])
+
     async def coro(msg: dict[str, Any]) -> None:
+        threads["coro"].add(threading.current_thread())
         async_seen.append(msg["seq"])
 
-    with run_in_thread(Multiplexer(server.url, **FAST)) as t:
-        t.add_handler(fast)
-        t.add_handler(slow, maxsize=10_000)
-        t.add_handler(broken, {"seq": 1})
-        t.on(inline=True)(lambda msg: inline_seen.append(msg["seq"]))
-        t.add_handler(coro)
-        with pytest.raises(ValueError, match="already"):
-            t.add_handler(fast)
-        stream = t.stream_filter(timeout=5)
-        server.start_feed(count=300)
-        take(stream, 300)  # the stream is not held back by the slow handler
-        assert len(slow_seen) < 300
+    def wait(what: str, done: Any) -> None:
         deadline = time.monotonic() + 5
-        while len(seen) < 300 or len(async_seen) < 300:
-            assert time.monotonic() < deadline
+        while not done():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
             time.sleep(0.005)
-        assert t.stats().handler_errors == 1
+
+    with run_in_thread(Multiplexer(server.url, **FAST)) as t:
+        try:
+            t.add_handler(fast)
+            t.add_handler(slow, maxsize=10_000)
+            t.add_handler(broken, {"seq": 1})
+            t.on(inline=True)(inline)
+            t.add_handler(coro)
+            with pytest.raises(ValueError, match="already"):
+                t.add_handler(fast)
+            stream = t.stream_filter(timeout=5)
+            server.start_feed(count=300)
+            # While the slow handler sits in its first call, everyone else gets all.
+            assert [m["seq"] for m in take(stream, 300)] == list(range(1, 301))
+            wait("the other handlers", lambda: len(seen) == len(async_seen) == 300)
+            wait("the broken handler", lambda: t.stats().handler_errors == 1)
+            assert slow_seen == [] and len(threads["slow"]) == 1
+        finally:
+            release.set()
+        wait("the slow handler", lambda: len(slow_seen) == 300)
         t.remove_handler(fast)
         with pytest.raises(KeyError):
             t.remove_handler(fast)
-    assert seen == list(range(1, 301)) and inline_seen == seen
-    assert names and all(n.startswith("wsmux-handler") for n in names)
+    assert seen == slow_seen == inline_seen == async_seen == list(range(1, 301))
+    # One thread per plain handler, each its own; inline and async ones on the loop.
+    assert all(len(used) == 1 for used in threads.values()), threads
+    own = {name: next(iter(threads[name])) for name in threads}
+    assert own["inline"] is own["coro"]
+    assert own["inline"].name == t.name
+    plain = [own["fast"], own["slow"], own["broken"]]
+    assert len(set(plain)) == 3, "plain handlers share a thread"
+    assert not {*plain} & {own["inline"], threading.main_thread()}
+    assert all(th.name.startswith("wsmux-handler") for th in plain)
 
 
 def test_send_from_many_threads_and_subscribe_while_running(server: FeedServer) -> None:
@@ -179,6 +212,17 @@ def test_death_after_start_reaches_readers_and_stop(server: FeedServer) -> None:
     with pytest.raises(FatalConnectError):
         t.join(5)
     t.stop()  # the error is raised once
+
+
+def test_leaving_the_block_raises_the_multiplexers_error(server: FeedServer) -> None:
+    mux = Multiplexer(server.url, **FAST)
+    with pytest.raises(FatalConnectError, match="401"), run_in_thread(mux) as t:
+        stream = t.stream_filter(timeout=5)
+        server.refuse(None, status=401)
+        server.drop()
+        with pytest.raises(FatalConnectError):
+            stream.receive()  # the multiplexer has died; the block itself ends normally
+    assert not t.running and t.stats().state == "failed"
 
 
 def test_gaps_and_lag_are_reported(server: FeedServer) -> None:
