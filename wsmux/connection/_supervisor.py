@@ -401,11 +401,15 @@ class Supervisor:
                 new.role = Role.STOPPED
                 new.release.set()
                 held = rotation.abort()
+                # Published with no await in between, before the old reader
+                # (live again) can publish what it reads next.
+                pressure = False
+                for msg in held:
+                    pressure = self.sink.publish(msg) or pressure
                 old.role = Role.LIVE
                 self.rotation = None
-                for msg in held:
-                    if self.sink.publish(msg):
-                        await self.sink.relieve()
+                if pressure:
+                    await self.sink.relieve()
                 with anyio.move_on_after(self.backoff.next()):
                     await old.done.wait()
                 if old.done.is_set():
@@ -430,12 +434,15 @@ class Supervisor:
         self.counters["rotations"] += 1
         self.status.set(State.OPEN)
         self.hooks.topics_changed()  # topics changed during the rotation reach the new link
+        counted = rotation.duplicates
+        self.counters["duplicates"] += counted
         if tail:
-            self.tg.start_soon(self._release_tail, new, rotation, name=f"wsmux tail {new.id}")
+            self.tg.start_soon(
+                self._release_tail, new, rotation, counted, name=f"wsmux tail {new.id}"
+            )
         else:
             new.tail_done.set()
             self.rotation = None
-        self.counters["duplicates"] += rotation.duplicates
         log.info(
             "%s: rotated to connection %d (overlap %.0f ms, %d duplicate(s) dropped)",
             self.hooks.label,
@@ -568,7 +575,7 @@ class Supervisor:
             elif now - since >= _QUIET:
                 return
 
-    async def _release_tail(self, new: Link, rotation: Rotation) -> None:
+    async def _release_tail(self, new: Link, rotation: Rotation, counted: int) -> None:
         """Check the new link against the overlap ids until its own fence.
 
         Runs in the background (the supervisor goes on watching the link);
@@ -586,6 +593,7 @@ class Supervisor:
             except Exception:
                 pass  # the new link died: the supervisor sees it
         rotation.release()
+        self.counters["duplicates"] += rotation.duplicates - counted
         if new.role is Role.TAIL:
             new.role = Role.LIVE
         if self.rotation is rotation:
