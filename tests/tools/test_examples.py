@@ -73,7 +73,7 @@ async def test_binance_adapter_is_exactly_once_across_rotations() -> None:
     carry it, and only the adapter's _message_id keeps it from repeating."""
     adapter = load_example("binance_user_data.py").BinanceFapiUserData
     async with FeedServer() as srv:  # keys never expire: rotation by period
-        ws = adapter(srv.url, srv.http_url, period=0.15)
+        ws = adapter(srv.url, srv.http_url, period=0.15, rotation_interval=0.05)
         orders = ws.stream_filter({"e": "ORDER_TRADE_UPDATE"}, maxsize=10_000)
         seen: list[int] = []
         sent = 0
