@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from wsmux import Multiplexer
@@ -67,3 +68,51 @@ async def test_multiplexer_counts_a_coroutine_returning_handler() -> None:
             with anyio.fail_after(3):
                 await stream.receive()
             assert mux.stats().handler_errors == 1
+
+
+async def test_no_sync_handler_runs_after_the_hub_closed() -> None:
+    """Issue 10 item 12. Fails on 848e4a7: a sync handler stayed in the index
+    and was called by every publish after ``close()``."""
+    calls: list[Any] = []
+    hub = Hub()
+    hub.add_handler(lambda m: calls.append(m))
+    hub.add_handler(lambda m: calls.append(m), {"k": 1})
+    async with hub:
+        hub.publish({"k": 1})
+        hub.close()
+        hub.publish({"k": 1})
+        hub.publish({"k": 2})
+    assert calls == [{"k": 1}, {"k": 1}]  # both handlers, once, before the close
+
+
+async def test_no_handler_runs_after_exit_returns() -> None:
+    """Issue 10 item 12: with a feed running, no sync or async handler is
+    called once ``exit()`` has returned."""
+    calls: list[int] = []
+    after = False
+    late: list[str] = []
+
+    def sync(msg: Any) -> None:
+        calls.append(1)
+        if after:
+            late.append("sync")
+
+    async def slow(msg: Any) -> None:
+        if after:
+            late.append("async")
+
+    with FeedServer() as srv:
+        mux = Multiplexer(srv.url, close_timeout=0.5)
+        mux.add_handler(sync)
+        mux.add_handler(slow)
+        async with mux:
+            srv.start_feed(rate=2000)
+            with anyio.fail_after(5):
+                while len(calls) < 50:
+                    await anyio.sleep(0.01)
+            await mux.exit()
+            after = True
+            for _ in range(20):  # the loop runs on; nothing of wsmux's may call back
+                await anyio.lowlevel.checkpoint()
+        srv.stop_feed()
+    assert late == []
