@@ -89,10 +89,11 @@ class Multiplexer:
             (None: never give up).
         retry_after_cap: Longest ``Retry-After`` honoured, in seconds.
         rotation_drain: During a planned rotation, how long the old
-            connection may take to answer its fence (a ping) and publish
-            what came before it once the new one is ready; past it the
-            cutover is announced as a gap (ConnectionGap in
-            ``gaps="raise"`` streams).
+            connection may go without progress (no message read, no pong)
+            while it publishes what came before its fence; a reader held
+            that long (by a full ``block`` stream, say) gets a cutover
+            announced as a gap (ConnectionGap in ``gaps="raise"``
+            streams). A slow reader that moves is waited for.
         rotation_interval: The least time between two planned rotations:
             one requested sooner waits, and the wait grows while requests
             keep coming early (logged at WARNING once).

@@ -5,9 +5,11 @@ A rotation replaces the live connection (old) by a new one with no gap:
 1. The new connection is opened and subscribed while the old one serves. Its
    own fence (a ping, see :mod:`wsmux.connection._fence`) proves the server
    has applied its subscriptions. Its reader holds what it reads.
-2. With ids, the old connection goes on publishing (and recording ids) until
-   the new one repeats an id it published (:attr:`Rotation.caught_up`): the
-   new stream then overlaps the old one, even if the server started it late.
+2. The old connection goes on publishing until the new one's stream has
+   visibly started: with ids, until it repeats an id the old one published
+   (:attr:`Rotation.caught_up`): the streams then overlap, even if the
+   server started the new one late; without ids, until it delivered a
+   message. (Both end early when the old connection carries nothing.)
    :meth:`Rotation.start_fence`: a ping is sent on the old connection.
 3. :meth:`Rotation.set_fence`: the pong came back after ``fence`` messages
    of the old connection. The old connection publishes exactly those: they

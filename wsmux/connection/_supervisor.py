@@ -336,7 +336,7 @@ class Supervisor:
             return rotation.old_message(msg, link.received)
         if role is Role.NEW:
             rotation.new_message(msg, link.received)
-            if rotation.caught_up:
+            if rotation.caught_up or rotation.seen is None:
                 self._caught_up.set()
             return False
         return rotation.tail_message(msg)  # Role.TAIL
@@ -522,8 +522,7 @@ class Supervisor:
         async def settle() -> None:
             nonlocal result
             count: int
-            if rotation.seen is not None:
-                await self._wait_caught_up(old, rotation)
+            await self._wait_caught_up(old, new, rotation)
             if fence is not None:
                 try:
                     count = await fence() - old.consumed_early
@@ -553,20 +552,42 @@ class Supervisor:
             else:
                 result = "the old connection was lost during the rotation"
 
-        with anyio.move_on_after(limit):
-            await _race(settle, new_lost, old_lost)
+        async def stalled() -> None:
+            # Only a reader that makes no progress for rotation_drain (held by a
+            # full "block" stream, or a server that neither sends nor answers)
+            # ends the wait: a slow one, on a starved CPU, is waited for.
+            last, since = old.received, anyio.current_time()
+            while True:
+                await anyio.sleep(limit / 8)
+                now = anyio.current_time()
+                if old.received != last:
+                    last, since = old.received, now
+                elif now - since >= limit:
+                    return
+
+        await _race(settle, new_lost, old_lost, stalled)
         if result != "fenced" and rotation.old_done(old.received):
             result = "fenced"
         return result
 
-    async def _wait_caught_up(self, old: Link, rotation: Rotation) -> None:
-        """With ids: wait until the new link repeats an id the old one published.
+    async def _wait_caught_up(self, old: Link, new: Link, rotation: Rotation) -> None:
+        """Wait until the new link's stream has visibly started before the fence.
 
-        Returns early when the old link carries nothing for a while (no
-        traffic, nothing to overlap); the caller bounds the whole wait.
+        With ids: until it repeats an id the old one published (the two
+        streams overlap). Without: until it has delivered a message (the
+        server has started it; what it sent earlier is on the old link,
+        before the fence that follows). Returns early when the old link
+        carries nothing for a while (no traffic, nothing to overlap); the
+        caller bounds the whole wait.
         """
+
+        def started() -> bool:
+            if rotation.seen is not None:
+                return rotation.caught_up
+            return new.received > 0
+
         last, since = old.received, anyio.current_time()
-        while not rotation.caught_up and rotation.seen is not None:
+        while not started():
             with anyio.move_on_after(_QUIET / 4):
                 await self._caught_up.wait()
             now = anyio.current_time()
