@@ -33,6 +33,7 @@ from ._mux import Multiplexer, MultiplexerStats, State
 from .connection._backoff import Backoff
 from .connection._transport import Connection
 from .fanout._hub import Hub
+from .fanout._messages import Messages
 from .fanout._stream import Overflow, Stream, StreamStatistics
 from .threads._mux_thread import MuxThread, ThreadStream, run_in_thread
 
@@ -43,6 +44,7 @@ __all__ = [
     "ConnectionGap",
     "FatalConnectError",
     "Hub",
+    "Messages",
     "Multiplexer",
     "MultiplexerClosed",
     "MultiplexerStats",

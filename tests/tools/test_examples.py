@@ -17,6 +17,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 #: What each example must print, as a sign it did its job.
 EXPECTED = {
+    "binance_arrays.py": "miniTicker BTCUSDT",
     "binance_user_data.py": "order BTCUSDT FILLED",
     "order_book.py": "resyncs",
     "typed_messages.py": "vwap",

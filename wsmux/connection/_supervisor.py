@@ -29,6 +29,7 @@ import orjson
 from .._exceptions import FatalConnectError, RetriesExhausted
 from .._log import RateLimitedLog, log, sample
 from .._options import Options
+from ..fanout._messages import Messages
 from ._backoff import Backoff
 from ._fence import fence_of
 from ._link import CountingRecv, Link, Role, describe_close
@@ -306,11 +307,21 @@ class Supervisor:
                         counters["parse_errors"] += 1
                         self._parse_log("cannot parse frame %s: %r", sample(raw), exc)
                         msg = None
-                    if link.role is live:
+                    if link.role is live and msg.__class__ is not Messages:
                         if msg is not None and publish(msg):
                             await sink.relieve()
                         continue
-                    if msg is not None and self._route(link, msg) and publish(msg):
+                    if msg.__class__ is Messages:
+                        # Each element is a message of its own; the role is
+                        # checked for each, since relieve() may let it change.
+                        for one in msg:
+                            if (
+                                one is not None
+                                and (link.role is live or self._route(link, one))
+                                and publish(one)
+                            ):
+                                await sink.relieve()
+                    elif msg is not None and self._route(link, msg) and publish(msg):
                         await sink.relieve()
                     if link.mark is not None and link.received >= link.mark:
                         link.reached.set()

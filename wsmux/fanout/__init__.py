@@ -5,18 +5,22 @@ I/O and no knowledge of connections: it may import :mod:`wsmux._exceptions`,
 :mod:`wsmux._log` and :mod:`wsmux._backend`, never :mod:`wsmux.connection`.
 Start reading at :mod:`wsmux.fanout._hub` (publish), then ``_match``,
 ``_stream`` and ``_handlers``. :func:`is_async_callable` is the one test of
-"is this an async callable" for the whole package.
+"is this an async callable" for the whole package. :class:`Messages` (several
+messages parsed from one frame) is part of the publish protocol: the
+connection layer's reader unpacks it and publishes each element.
 """
 
 from ._handlers import Handler, handler_name, is_async_callable
 from ._hub import Hub
 from ._match import Filters, compile_filters
+from ._messages import Messages
 from ._stream import Overflow, Stream, StreamStatistics
 
 __all__ = [
     "Filters",
     "Handler",
     "Hub",
+    "Messages",
     "Overflow",
     "Stream",
     "StreamStatistics",

@@ -97,6 +97,9 @@ class SyncHandler:
         self._stamp = 0
         self._multi = False
 
+    def __repr__(self) -> str:
+        return f"<handler {handler_name(self.fn)}>"
+
     def _put(self, msg: Any) -> None:
         try:
             result = self.fn(msg)

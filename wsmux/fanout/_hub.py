@@ -37,6 +37,12 @@ __all__ = ["Handler", "Hub"]
 # The names the multiplexer and the threads front imported from here.
 
 
+def _label(target: Stream | SyncHandler) -> str:
+    """Name a subscriber in a log line: a stream by its name, else its repr."""
+    name = getattr(target, "name", None)
+    return f"stream {name!r}" if name else repr(target)
+
+
 class Hub:
     """Fan one sequence of messages out to filtered streams and handlers.
 
@@ -301,7 +307,11 @@ class Hub:
                         continue
                 except Exception as exc:
                     self.filter_errors += 1
-                    self._filter_log("filter predicate raised %r; message not matched", exc)
+                    self._filter_log(
+                        "filter predicate of %s raised %r; message not matched",
+                        _label(clause.target),
+                        exc,
+                    )
                     continue
             target = clause.target
             if target._multi:

@@ -3,25 +3,35 @@
 A filter is ``None`` or ``[]`` (every message), a dict (AND over its items), or
 a list of dicts (OR over them). An item matches when the key is present and
 the value equal under JSON's rules (``True`` is not ``1``, ``1 == 1.0``); a
-dict value matches as a nested subset; a callable value is a predicate on the
+set value matches when the field equals any member (``{"s": {"BTCUSDT",
+"ETHUSDT"}}``); a dict value matches as a nested subset; a list value is a
+JSON array, compared item by item; a callable value is a predicate on the
 field. Messages that are not mappings are matched by attribute.
+
+Values that could never equal a parsed field (bytes, NaN, an empty set,
+objects that compare by identity, sets inside a list) are refused when the
+filter is compiled, so a mistake shows at ``stream_filter`` and not as a
+stream that stays silent.
 
 :class:`Index` maps (key, scalar value) to the clauses that name it, so that
 publishing one message probes one dict per indexed key instead of testing
-every filter.
+every filter. A set of scalars is filed under each of its members, so it
+costs the same one probe.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from enum import Enum
 from typing import Any, Final, Generic, TypeAlias, TypeVar
 
-__all__ = ["Clause", "Filters", "Index", "compile_filters", "matches"]
+__all__ = ["AnyOf", "Clause", "Filters", "Index", "compile_filters", "matches"]
 
 Filters: TypeAlias = "Mapping[str, Any] | Sequence[Mapping[str, Any]] | None"
 
 _MISSING: Final = object()
 _SCALARS: Final = (str, int, float, bool, type(None))
+_IDENTITY_EQ: Final[Any] = object.__eq__
 
 T = TypeVar("T")
 
@@ -45,9 +55,43 @@ def _field(msg: Any, key: str) -> Any:
     return getattr(msg, key, _MISSING)
 
 
+class AnyOf:
+    """A compiled set value: the field equals any member, under JSON's rules.
+
+    Booleans are kept apart from the other members, as the index keeps them,
+    so that ``True`` never matches a member ``1`` (nor ``1`` a member
+    ``True``) while ``1.0`` still matches ``1``.
+
+    Attributes:
+        values: The members that are not booleans.
+        bools: The boolean members.
+    """
+
+    __slots__ = ("bools", "values")
+
+    def __init__(self, members: frozenset[Any]) -> None:
+        self.values = frozenset(m for m in members if m.__class__ is not bool)
+        self.bools = frozenset(m for m in members if m.__class__ is bool)
+
+    def __repr__(self) -> str:
+        return f"AnyOf({set(self.values | self.bools)!r})"
+
+    def __contains__(self, got: Any) -> bool:
+        try:
+            return got in (self.bools if got.__class__ is bool else self.values)
+        except TypeError:  # an unhashable field (a list, a dict) equals no scalar
+            return False
+
+    def members(self) -> frozenset[Any]:
+        """Return every member."""
+        return self.values | self.bools
+
+
 def _item_matches(want: Any, got: Any) -> bool:
     if got is _MISSING:
         return False
+    if want.__class__ is AnyOf:
+        return got in want
     if isinstance(want, Mapping):
         if isinstance(got, list | tuple | str | bytes | int | float) or got is None:
             return False
@@ -72,26 +116,61 @@ def matches(clause: Mapping[str, Any], msg: Any) -> bool:
     return all(_item_matches(want, _field(msg, key)) for key, want in clause.items())
 
 
-def _check_value(path: str, value: Any) -> None:
-    if value is None or isinstance(value, _SCALARS) or callable(value):
-        return
-    if isinstance(value, Mapping):
-        for key, sub in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"filter key {path}.{key!r} must be a str")
-            _check_value(f"{path}.{key}", sub)
-        return
-    if isinstance(value, list | tuple):
-        for i, sub in enumerate(value):
-            _check_value(f"{path}[{i}]", sub)
-        return
+def _refusal(value: Any) -> str | None:
+    """Why a scalar-like filter value could never equal a field, or None."""
+    if value is None or isinstance(value, str | int | bool):
+        return None
+    if isinstance(value, float):
+        return "NaN equals nothing" if value != value else None
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "a parsed field is never bytes: use a str"
+    if type(value).__eq__ is _IDENTITY_EQ and not isinstance(value, Enum):
+        return f"{type(value).__name__} compares by identity: use a predicate"
     try:
         hash(value)
     except TypeError:
-        raise TypeError(
-            f"filter value at {path} has unsupported type {type(value).__name__}: "
-            "use a scalar, dict, list or callable"
-        ) from None
+        return f"unsupported type {type(value).__name__}: use a scalar, dict, list, set or callable"
+    return None
+
+
+def _compile_value(path: str, value: Any, in_array: bool = False) -> Any:
+    """Check one filter value and return it as the matcher wants it."""
+    if callable(value):
+        return value
+    if isinstance(value, Mapping):
+        out = {}
+        for key, sub in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"filter key {path}.{key!r} must be a str")
+            out[key] = _compile_value(f"{path}.{key}", sub, in_array)
+        return value if in_array else out
+    if isinstance(value, list | tuple):
+        for i, sub in enumerate(value):
+            _compile_value(f"{path}[{i}]", sub, in_array=True)
+        return value
+    if isinstance(value, set | frozenset):
+        if in_array:
+            raise TypeError(
+                f"filter value at {path} is a set inside a list: a list is a JSON array,"
+                " compared item by item; use a list of clauses for alternatives"
+            )
+        if not value:
+            raise TypeError(f"filter value at {path} is an empty set, which matches nothing")
+        for member in value:
+            why = (
+                "a member must be a scalar"
+                if isinstance(member, Mapping | list | tuple | frozenset) or callable(member)
+                else _refusal(member)
+            )
+            if why is not None:
+                raise TypeError(
+                    f"filter value at {path} has a member {member!r} that can never match: {why}"
+                )
+        return AnyOf(frozenset(value))
+    why = _refusal(value)
+    if why is not None:
+        raise TypeError(f"filter value at {path} ({value!r}) can never match: {why}")
+    return value
 
 
 def compile_filters(filters: Filters) -> list[dict[str, Any]] | None:
@@ -102,11 +181,14 @@ def compile_filters(filters: Filters) -> list[dict[str, Any]] | None:
 
     Returns:
         ``None`` for "every message", else a list of clause dicts (copies, so
-        later changes by the caller have no effect).
+        later changes by the caller have no effect; sets become
+        :class:`AnyOf`).
 
     Raises:
         TypeError: The filter is not a dict or a list of dicts, a key is not a
-            str, or a value has a type that cannot be compared.
+            str, or a value could never match (bytes, NaN, an object that
+            compares by identity, an empty set, a set with a member that is
+            not a scalar, a set inside a list).
     """
     if filters is None:
         return None
@@ -122,11 +204,12 @@ def compile_filters(filters: Filters) -> list[dict[str, Any]] | None:
     for i, clause in enumerate(filters):
         if not isinstance(clause, Mapping):
             raise TypeError(f"filters[{i}] must be a dict, not {type(clause).__name__}")
+        compiled = {}
         for key, value in clause.items():
             if not isinstance(key, str):
                 raise TypeError(f"filter key {key!r} in filters[{i}] must be a str")
-            _check_value(f"filters[{i}].{key}", value)
-        clauses.append(dict(clause))
+            compiled[key] = _compile_value(f"filters[{i}].{key}", value)
+        clauses.append(compiled)
     return clauses
 
 
@@ -144,11 +227,20 @@ class Clause(Generic[T]):
     def __init__(self, target: T, rest: dict[str, Any] | None) -> None:
         self.target = target
         self.rest = rest
-        self._slot: tuple[str, Any] | None = None
+        #: The key the clause is filed under, and the values of its buckets.
+        self._slot: tuple[str, tuple[Any, ...]] | None = None
 
 
 def _indexable(value: Any) -> bool:
     return isinstance(value, _SCALARS) and not (isinstance(value, float) and value != value)
+
+
+def _bucket_values(value: Any) -> tuple[Any, ...] | None:
+    """The values a clause item can be filed under, or None if not indexable."""
+    if value.__class__ is AnyOf:
+        members = tuple(value.members())
+        return members if all(_indexable(m) for m in members) else None
+    return (value,) if _indexable(value) else None
 
 
 class Index(Generic[T]):
@@ -156,9 +248,11 @@ class Index(Generic[T]):
 
     Each clause is filed under one of its (key, scalar value) items, the one
     whose bucket is smallest when it is added, so that a message probes one
-    dict per indexed key and tests only the clauses that can match. Clauses
-    with no scalar item are tested against every mapping message; targets
-    with no filter receive everything.
+    dict per indexed key and tests only the clauses that can match. An item
+    whose value is a set of scalars is filed under each member, in one bucket
+    per member: a message has one value for the key, so it finds the clause
+    once. Clauses with no indexable item are tested against every mapping
+    message; targets with no filter receive everything.
 
     Lists are replaced, never changed in place, so a publish loop that is
     iterating one is not disturbed when a subscriber leaves during delivery.
@@ -192,25 +286,27 @@ class Index(Generic[T]):
             return
         filed: list[Clause[T]] = []
         for clause in clauses:
-            best: tuple[str, Any] | None = None
+            best: tuple[str, tuple[Any, ...]] | None = None
             best_size = -1
             for key, value in clause.items():
-                if _indexable(value):
-                    size = len(self._table(key, value).get(value, ()))
+                values = _bucket_values(value)
+                if values is not None:
+                    size = sum(len(self._table(key, v).get(v, ())) for v in values)
                     if best is None or size < best_size:
-                        best, best_size = (key, value), size
+                        best, best_size = (key, values), size
             if best is None:
                 entry: Clause[T] = Clause(target, clause)
                 self.scan = [*self.scan, entry]
             else:
-                key, value = best
+                key, values = best
                 entry = Clause(target, {k: v for k, v in clause.items() if k != key} or None)
                 entry._slot = best
                 if key not in self._values:
                     self._values[key], self._bools[key] = {}, {}
                     self.keys = [*self.keys, (key, self._values[key], self._bools[key])]
-                table = self._table(key, value)
-                table[value] = [*table.get(value, ()), entry]
+                for value in values:
+                    table = self._table(key, value)
+                    table[value] = [*table.get(value, ()), entry]
             filed.append(entry)
         self._filed[id(target)] = filed
 
@@ -229,13 +325,14 @@ class Index(Generic[T]):
             if entry._slot is None:
                 self.scan = [c for c in self.scan if c is not entry]
                 continue
-            key, value = entry._slot
-            table = self._table(key, value)
-            bucket = [c for c in table[value] if c is not entry]
-            if bucket:
-                table[value] = bucket
-                continue
-            del table[value]
+            key, values = entry._slot
+            for value in values:
+                table = self._table(key, value)
+                bucket = [c for c in table[value] if c is not entry]
+                if bucket:
+                    table[value] = bucket
+                else:
+                    del table[value]
             if not self._values[key] and not self._bools[key]:
                 del self._values[key], self._bools[key]
                 self.keys = [k for k in self.keys if k[0] != key]
