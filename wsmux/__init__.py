@@ -30,6 +30,16 @@ from ._exceptions import (
     WsmuxError,
 )
 from ._mux import Multiplexer, MultiplexerStats, State
+from .book import (
+    BinanceFuturesRule,
+    BinanceSpotRule,
+    BookStatistics,
+    BookSync,
+    ContiguousRule,
+    OrderBook,
+    OutOfSync,
+    SyncRule,
+)
 from .connection._backoff import Backoff
 from .connection._transport import Connection
 from .fanout._hub import Hub
@@ -39,9 +49,14 @@ from .threads._mux_thread import MuxThread, ThreadStream, run_in_thread
 
 __all__ = [
     "Backoff",
+    "BinanceFuturesRule",
+    "BinanceSpotRule",
+    "BookStatistics",
+    "BookSync",
     "ConnectError",
     "Connection",
     "ConnectionGap",
+    "ContiguousRule",
     "FatalConnectError",
     "Hub",
     "Messages",
@@ -50,6 +65,8 @@ __all__ = [
     "MultiplexerStats",
     "MuxThread",
     "NotConnected",
+    "OrderBook",
+    "OutOfSync",
     "Overflow",
     "RequestTimeout",
     "RetriesExhausted",
@@ -58,6 +75,7 @@ __all__ = [
     "StreamClosed",
     "StreamLagged",
     "StreamStatistics",
+    "SyncRule",
     "ThreadStream",
     "WsmuxError",
     "run_in_thread",

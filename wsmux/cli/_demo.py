@@ -1,7 +1,8 @@
 """``wsmux demo``: a simulated exchange session with many consumers and a live status line.
 
 The embedded :class:`~wsmux.testing.FeedServer` plays the exchange: market
-data with order books kept in sync (:class:`~wsmux.cli.binance.OrderBook`),
+data with order books kept in sync from its REST snapshots
+(:class:`~wsmux.cli.binance.OrderBook`, a :class:`wsmux.OrderBook`),
 and a user-data stream whose listen key keeps expiring
 (:class:`~wsmux.cli.binance.BinanceFapiUserData`).
 """
@@ -16,7 +17,7 @@ from typing import IO, Any
 
 import anyio
 
-from .. import ConnectionGap, Multiplexer, Stream, StreamLagged
+from .. import Multiplexer, Stream, StreamLagged
 from ._common import positive_float, positive_int, setup_logging, status
 from .binance import BinanceFapiUserData, OrderBook
 
@@ -65,17 +66,6 @@ def add_parser(sub: Any) -> None:
     demo.set_defaults(func=_demo)
 
 
-async def _keep_book(stream: Stream, book: OrderBook) -> None:
-    while True:
-        try:
-            async for diff in stream:
-                if not book.apply(diff):
-                    await book.resync()
-            return
-        except (ConnectionGap, StreamLagged):
-            await book.resync()
-
-
 async def _count_symbol(stream: Stream, counts: dict[str, int], symbol: str) -> None:
     while True:
         try:
@@ -120,7 +110,7 @@ async def _run_demo(args: argparse.Namespace, line: _Line) -> dict[str, Any]:
         market = Multiplexer(f"{srv.url}/stream", **fast)
         user = BinanceFapiUserData(srv.url, srv.http_url, period=60.0, **fast)
         counts = dict.fromkeys(symbols, 0)
-        books = {s: OrderBook(s) for s in symbols[:4]}
+        books = {s: OrderBook(market, s, srv.http_url, futures=True) for s in symbols[:4]}
         totals = {"volume": 0.0, "big": 0, "user": 0, "sent": 0}
 
         def on_trade(msg: dict[str, Any]) -> None:
@@ -140,9 +130,8 @@ async def _run_demo(args: argparse.Namespace, line: _Line) -> dict[str, Any]:
             for symbol in symbols:
                 trades = market.stream_filter({"e": "trade", "s": symbol}, name=symbol)
                 tg.start_soon(_count_symbol, trades, counts, symbol)
-            for symbol, book in books.items():
-                diffs = market.stream_filter({"e": "depthUpdate", "s": symbol}, gaps="raise")
-                tg.start_soon(_keep_book, diffs, book)
+            for book in books.values():
+                tg.start_soon(book.run)
             tg.start_soon(_user_events, srv, totals)
             with anyio.CancelScope() as main_scope:
                 tg.start_soon(_on_sigint, main_scope)
@@ -162,7 +151,7 @@ async def _run_demo(args: argparse.Namespace, line: _Line) -> dict[str, Any]:
             "rotations": u.rotations,
             "reconnects": m.reconnects + u.reconnects,
             "drops": m.drops + u.drops,
-            "resyncs": sum(b.resyncs for b in books.values()),
+            "resyncs": sum(b.statistics().resyncs for b in books.values()),
             "books": len(books),
             "streams": m.streams + u.streams,
         }
@@ -200,12 +189,13 @@ async def _status_loop(
         now, total = time.monotonic(), m.messages + u.messages
         rate = (total - last) / max(1e-6, now - last_t)
         last, last_t = total, now
-        synced = sum(1 for b in books.values() if b.last_u is not None)
+        synced = sum(1 for b in books.values() if b.synced)
         line.show(
             f"{time.strftime('%H:%M:%S')}  {rate:7.0f} msg/s  streams {m.streams + u.streams}"
             f"  rotations {u.rotations}  reconnects {m.reconnects + u.reconnects}"
             f"  lag drops {m.drops + u.drops}  books {synced}/{len(books)} in sync"
-            f" (resyncs {sum(b.resyncs for b in books.values())})  user events {totals['user']}"
+            f" (resyncs {sum(b.statistics().resyncs for b in books.values())})"
+            f"  user events {totals['user']}"
         )
 
 

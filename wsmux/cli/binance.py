@@ -1,9 +1,11 @@
-"""A Binance-style user-data adapter and an order book kept from depth diffs.
+"""A Binance-style user-data adapter and Binance order books.
 
-The one copy of both: ``wsmux demo`` runs them against the embedded
-:class:`~wsmux.testing.FeedServer`, and ``examples/binance_user_data.py`` and
-``examples/order_book.py`` import them from here. They are examples of how to
-write an adapter on :class:`wsmux.Multiplexer`, not a supported exchange client.
+``wsmux demo`` runs them against the embedded :class:`~wsmux.testing.FeedServer`,
+and ``examples/binance_user_data.py`` and ``examples/order_book.py`` import
+them from here. The order book is :class:`wsmux.OrderBook` (the one copy of
+the book and its sync rules) with Binance's REST snapshot plugged in. They
+are examples of how to write an adapter on :class:`wsmux.Multiplexer`, not a
+supported exchange client.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from typing import Any
 import anyio
 import orjson
 
-from .. import Multiplexer
+from .. import BinanceFuturesRule, BinanceSpotRule, Multiplexer
+from ..book import BookSource, SnapshotFetcher
+from ..book import OrderBook as BookBase
 
-__all__ = ["BinanceFapiUserData", "OrderBook"]
+__all__ = ["BinanceFapiUserData", "OrderBook", "depth_fetcher"]
 
 
 class BinanceFapiUserData(Multiplexer):
@@ -78,66 +82,56 @@ class BinanceFapiUserData(Multiplexer):
         return None
 
 
-class OrderBook:
-    """Price levels of one symbol, kept in sequence (``pu`` must equal the last ``u``).
+def depth_fetcher(rest: str, *, futures: bool = False, limit: int = 1000) -> SnapshotFetcher:
+    """A ``fetch_snapshot`` for Binance's REST depth endpoint.
 
-    Attributes:
-        bids: Price to quantity.
-        asks: Price to quantity.
-        last_u: ``u`` of the last diff applied; None until the first one.
-        resyncs: How many times :meth:`resync` ran.
+    Args:
+        rest: REST base URL, such as ``https://api.binance.com`` (spot) or
+            ``https://fapi.binance.com`` (futures); FeedServer's ``http_url``
+            serves both paths.
+        futures: Use ``/fapi/v1/depth`` rather than ``/api/v3/depth``.
+        limit: Levels per side.
+
+    Returns:
+        A coroutine function ``fetch(symbol)``; the blocking HTTP request runs
+        in a worker thread, and its errors (``OSError``) are retried by the book.
     """
+    path = "/fapi/v1/depth" if futures else "/api/v3/depth"
 
-    def __init__(self, symbol: str, rest: str | None = None) -> None:
-        """Create an empty book.
-
-        Args:
-            symbol: The symbol, as in the diffs' ``"s"``.
-            rest: REST base for snapshots; None starts from the next diff.
-        """
-        self.symbol, self.rest = symbol, rest
-        self.bids: dict[float, float] = {}
-        self.asks: dict[float, float] = {}
-        self.last_u: int | None = None
-        self.snapshot_id = 0
-        self.resyncs = 0
-
-    def _fetch_snapshot(self) -> dict[str, Any]:
-        url = f"{self.rest}/fapi/v1/depth?symbol={self.symbol}&limit=1000"
+    def get(symbol: str) -> dict[str, Any]:
+        url = f"{rest}{path}?symbol={symbol}&limit={limit}"
         with urllib.request.urlopen(url, timeout=10) as response:
             return dict(orjson.loads(response.read()))
 
-    async def resync(self) -> None:
-        """Start over: from a REST snapshot, or (no ``rest``) from the next diff."""
-        self.resyncs += 1
-        self.bids.clear()
-        self.asks.clear()
-        self.last_u = None
-        if self.rest is None:
-            self.snapshot_id = 0  # the embedded exchange has no snapshot: start at the next diff
-            return
-        snap = await anyio.to_thread.run_sync(self._fetch_snapshot)
-        self.snapshot_id = snap["lastUpdateId"]
-        self.bids = {float(p): float(q) for p, q in snap["bids"]}
-        self.asks = {float(p): float(q) for p, q in snap["asks"]}
+    async def fetch(symbol: str) -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(get, symbol)
 
-    def apply(self, diff: dict[str, Any]) -> bool:
-        """Apply a diff; False when the sequence broke and a resync is needed."""
-        if diff["u"] < self.snapshot_id:
-            return True  # older than the snapshot
-        if self.last_u is not None and diff["pu"] != self.last_u:
-            return False
-        for side, levels in ((self.bids, diff["b"]), (self.asks, diff["a"])):
-            for price, qty in levels:
-                if float(qty) == 0:
-                    side.pop(float(price), None)
-                else:
-                    side[float(price)] = float(qty)
-        self.last_u = diff["u"]
-        return True
+    return fetch
+
+
+class OrderBook(BookBase):
+    """A Binance order book: :class:`wsmux.OrderBook` with Binance's REST snapshot and rule."""
+
+    def __init__(
+        self, source: BookSource, symbol: str, rest: str, *, futures: bool = False, **options: Any
+    ) -> None:
+        """Create the book; run it with ``async with book:`` or ``await book.run()``.
+
+        Args:
+            source: The multiplexer carrying ``depthUpdate`` diffs of ``symbol``.
+            symbol: The symbol, such as ``"BTCUSDT"``.
+            rest: REST base URL for the snapshots (see :func:`depth_fetcher`).
+            futures: USD-M futures (``pu`` chaining) rather than spot (``U``/``u``).
+            **options: More :class:`wsmux.OrderBook` options.
+        """
+        rule = BinanceFuturesRule() if futures else BinanceSpotRule()
+        fetch = depth_fetcher(rest, futures=futures)
+        super().__init__(source, symbol, fetch, rule=rule, **options)
 
     def top(self) -> str:
         """The best bid and ask, and the number of levels, as one line."""
-        bid = max(self.bids, default=0.0)
-        ask = min(self.asks, default=0.0)
-        return f"{self.symbol} bid {bid:.2f} ask {ask:.2f} levels {len(self.bids)}/{len(self.asks)}"
+        bid, ask = self.best_bid(), self.best_ask()
+        if bid is None or ask is None:
+            return f"{self.symbol} out of sync"
+        levels = f"{len(self.bids())}/{len(self.asks())}"
+        return f"{self.symbol} bid {bid[0]} ask {ask[0]} levels {levels}"

@@ -62,6 +62,8 @@ class FeedCore:
     Attributes:
         on_open: Called with each accepted market or user connection.
         on_shutdown: Called first when the server stops.
+        http_routes: Plain HTTP endpoints besides the listen keys, by last
+            path segment (a websocket upgrade to such a path is not one).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class FeedCore:
         self._serve_options = serve_options
         self.on_open: Callable[[Live], None] = _ignore
         self.on_shutdown: Callable[[], None] = _ignore
+        self.http_routes: dict[str, Callable[[ServerConnection, str, str], Response]] = {}
         # Read by other threads: mutate under waiters.lock (or only by counting), then notify.
         self.waiters = Waiters()
         self.records: list[ConnectionRecord] = []
@@ -301,9 +304,14 @@ class FeedCore:
 
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         split = urlsplit(request.path)
-        if split.path.rstrip("/").rsplit("/", 1)[-1] in API_ENDPOINTS:
+        endpoint = split.path.rstrip("/").rsplit("/", 1)[-1]
+        if endpoint in API_ENDPOINTS:
             self.counts["http_requests"] += 1
             return self.keys.respond(conn, request.method, split.query)
+        upgrade = "upgrade" in request.headers.get("Connection", "").lower()
+        if endpoint in self.http_routes and not upgrade:
+            self.counts["http_requests"] += 1
+            return self.http_routes[endpoint](conn, request.method, split.query)
         now = time.monotonic()
         key, topics = split_path(request.path)
         rec = ConnectionRecord(next(self._ids), request.path, now, key, subscriptions=topics)

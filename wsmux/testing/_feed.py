@@ -10,9 +10,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qs
+
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Response
 
 from ._core import FeedCore
 from ._generator import FeedGenerator, FeedSpec, Frame, garbage_frame
+from ._keys import json_response
 from ._live import Live
 
 __all__ = ["FeedRunner"]
@@ -38,6 +44,21 @@ class FeedRunner:
         self._require_subscribe = require_subscribe
         self.gen = FeedGenerator(symbols, kinds, seed)
         self._spec: FeedSpec | None = None  # server thread only
+
+    def snapshot(self, symbol: str, limit: int | None = None) -> dict[str, Any]:
+        """The broadcast feed's book of ``symbol`` (see ``FeedServer.book``)."""
+        return self.gen.snapshot(symbol, limit)
+
+    def depth_response(self, conn: ServerConnection, method: str, query: str) -> Response:
+        """``GET .../depth?symbol=X[&limit=N]``: the REST depth snapshot, Binance style."""
+        if method != "GET":
+            return json_response(conn, 405, {"code": -1, "msg": f"method {method} not allowed"})
+        params = parse_qs(query)
+        symbol = params.get("symbol", [""])[0]
+        limit = params.get("limit", [""])[0]
+        if symbol not in self._symbols or not (limit.isdigit() or not limit):
+            return json_response(conn, 400, {"code": -1121, "msg": "Invalid symbol."})
+        return json_response(conn, 200, self.snapshot(symbol, int(limit) if limit else None))
 
     def connection_opened(self, live: Live) -> None:
         """Give a new market connection its own feed, in per-connection mode."""

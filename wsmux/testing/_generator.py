@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from ._depth import DepthBook
+
 __all__ = [
     "KINDS",
     "FeedGenerator",
@@ -100,11 +102,14 @@ class FeedGenerator:
     Every message carries a ``seq`` that grows by one per message. Trade ids
     grow by one per symbol; depth diffs chain per symbol (``U == pu + 1``,
     ``u >= U``, the next ``pu`` is this ``u``), so an order-book consumer can
-    check its sequence.
+    check its sequence. They are made from a real book per symbol
+    (:class:`~._depth.DepthBook`, never crossed), whose snapshot
+    :meth:`snapshot` gives.
     """
 
     __slots__ = (
-        "_depth_ids",
+        "_books",
+        "_depth_rng",
         "_kinds",
         "_prices",
         "_rng",
@@ -126,8 +131,13 @@ class FeedGenerator:
         self._kinds = tuple(kinds)
         self._rng = random.Random(seed)
         self._trade_ids = [0] * len(self._symbols)
-        self._depth_ids = [1000 * (i + 1) for i in range(len(self._symbols))]
         self._prices = [27000.0 / (i + 1) for i in range(len(self._symbols))]
+        # Depth draws from its own generator.
+        self._depth_rng = random.Random(f"{seed}-depth")
+        self._books = {
+            s: DepthBook(self._prices[i], 1000 * (i + 1), self._depth_rng)
+            for i, s in enumerate(self._symbols)
+        }
         self._topics = [{k: f"{s.lower()}@{k}" for k in self._kinds} for s in self._symbols]
         self.seq = 0
 
@@ -160,21 +170,29 @@ class FeedGenerator:
                 "seq": self.seq,
             }
         else:
-            prev = self._depth_ids[i]
-            last = self._depth_ids[i] = prev + rng.randint(1, 3)
-            qty = f"{rng.uniform(0.0, 5.0):.3f}"
             msg = {
                 "e": "depthUpdate",
                 "E": now_ms,
                 "s": self._symbols[i],
-                "U": prev + 1,
-                "u": last,
-                "pu": prev,
-                "b": [[f"{price * 0.9995:.2f}", qty]],
-                "a": [[f"{price * 1.0005:.2f}", qty]],
+                **self._books[self._symbols[i]].step(self._depth_rng),
                 "seq": self.seq,
             }
         return orjson.dumps(msg), self._topics[i][kind]
+
+    def snapshot(self, symbol: str, limit: int | None = None) -> dict[str, Any]:
+        """The REST depth snapshot of ``symbol``'s book, as of its last diff.
+
+        Args:
+            symbol: A symbol of the feed.
+            limit: Levels per side, best first; None gives them all.
+
+        Returns:
+            ``{"lastUpdateId": u, "bids": [[price, qty], ...], "asks": [...]}``.
+
+        Raises:
+            KeyError: If ``symbol`` is not one of the feed's.
+        """
+        return self._books[symbol].snapshot(limit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,8 +34,11 @@ class FeedServer:
 
     Paths: ``/ws/<listenKey>`` opens a user-data stream (unknown key: 401);
     ``POST|PUT|DELETE /listenKey`` (or ``.../userDataStream``) is the tiny
-    listen-key HTTP API; any other path is a market-data connection. The feed
-    goes to market connections only; :meth:`broadcast` reaches every connection.
+    listen-key HTTP API; ``GET .../depth?symbol=X[&limit=N]`` (such as
+    ``/api/v3/depth`` or ``/fapi/v1/depth``) returns the REST depth snapshot
+    of the server's own book for ``X`` (see :meth:`book`); any other path is
+    a market-data connection. The feed goes to market connections only;
+    :meth:`broadcast` reaches every connection.
 
     Control calls that name a connection take its id (``conn=``); None means
     every open connection. They return how many connections they affected.
@@ -110,6 +113,7 @@ class FeedServer:
         self._feed = FeedRunner(core, symbols, kinds, seed, require_subscribe)
         self._faults = Faults(core)
         core.on_open = self._feed.connection_opened
+        core.http_routes["depth"] = self._feed.depth_response
         core.on_shutdown = self._feed.forget
 
     # ------------------------------------------------------------ lifecycle
@@ -193,7 +197,7 @@ class FeedServer:
 
     @property
     def http_url(self) -> str:
-        """HTTP base URL of the listen-key API, ``"http://127.0.0.1:PORT"``."""
+        """HTTP base URL of the listen-key and depth API, ``"http://127.0.0.1:PORT"``."""
         return f"http://{self._core.host}:{self.port}"
 
     def __repr__(self) -> str:
@@ -252,6 +256,28 @@ class FeedServer:
         spec = FeedSpec(rate, count, broadcast, batch, garbage_ratio, min_clients)
         self._core.require_running()
         self._core.call(self._feed.start, spec)
+
+    def book(self, symbol: str, limit: int | None = None) -> dict[str, Any]:
+        """The server's own order book of ``symbol``, as the REST depth snapshot gives it.
+
+        The broadcast feed's depth diffs are made from this book, which never
+        crosses: a client that applies them on top of a snapshot, following
+        Binance's rules, holds exactly this book once it has applied the diff
+        whose ``u`` is ``lastUpdateId``. (A per-connection feed makes its
+        diffs from books of its own, which no snapshot shows.)
+
+        Args:
+            symbol: A symbol of the feed.
+            limit: Levels per side, best first; None (default) gives them all.
+
+        Returns:
+            ``{"lastUpdateId": u, "bids": [[price, qty], ...], "asks": [...]}``,
+            prices and quantities as decimal strings, best levels first.
+
+        Raises:
+            KeyError: If ``symbol`` is not one of the feed's.
+        """
+        return self._core.call(self._feed.snapshot, symbol, limit)
 
     def stop_feed(self) -> None:
         """Stop the feed; messages already queued are still sent."""
