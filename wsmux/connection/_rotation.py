@@ -5,11 +5,12 @@ A rotation replaces the live connection (old) by a new one with no gap:
 1. The new connection is opened and subscribed while the old one serves. Its
    own fence (a ping, see :mod:`wsmux.connection._fence`) proves the server
    has applied its subscriptions. Its reader holds what it reads.
-2. The old connection goes on publishing until the new one's stream has
-   visibly started: with ids, until it repeats an id the old one published
-   (:attr:`Rotation.caught_up`): the streams then overlap, even if the
-   server started the new one late; without ids, until it delivered a
-   message. (Both end early when the old connection carries nothing.)
+2. The old connection goes on publishing until the new one repeats
+   something it published (:attr:`Rotation.caught_up`): an id, or without
+   ids a frame equal byte for byte. The streams then overlap, even if the
+   server started the new one late or holds data for the old one in its own
+   queue past the pong. (The wait ends early when the old connection
+   carries nothing.)
    :meth:`Rotation.start_fence`: a ping is sent on the old connection.
 3. :meth:`Rotation.set_fence`: the pong came back after ``fence`` messages
    of the old connection. The old connection publishes exactly those: they
@@ -70,6 +71,7 @@ class Rotation:
         "caught_up",
         "duplicates",
         "fence",
+        "frames",
         "gap",
         "held_new",
         "held_old",
@@ -93,7 +95,10 @@ class Rotation:
         self.held_new: list[tuple[int, Any]] = []
         self.held_old: list[Any] = []
         self.on_unhashable = on_unhashable
-        self.caught_up = False  # the new connection repeated an id the old one published
+        self.caught_up = False  # the new connection repeated what the old one published
+        # Without ids, the raw frames the old one published: only to see the
+        # new stream overlap it (equal frames are never dropped for that).
+        self.frames: dict[Any, None] | None = {} if message_id is None else None
         self.fence: int | None = None
         self.duplicates = 0
         self.published_old = 0
@@ -124,6 +129,7 @@ class Rotation:
         except TypeError:
             self.seen = None
             self.message_id = None
+            self.frames = {}  # overlap seen by equal frames from here on
             self.on_unhashable(type(mid))
             return True
         if len(seen) > self._max_ids:
@@ -132,7 +138,7 @@ class Rotation:
 
     # -- the old connection ------------------------------------------------------
 
-    def old_message(self, msg: Any, received: int) -> bool:
+    def old_message(self, msg: Any, received: int, raw: Any = None) -> bool:
         """Decide for the old connection's ``received``-th message.
 
         Returns:
@@ -147,6 +153,11 @@ class Rotation:
             self.duplicates += 1
             return False
         self.published_old += 1
+        frames = self.frames
+        if frames is not None and raw is not None and not self.caught_up:
+            frames[raw] = None
+            if len(frames) > self._max_ids:
+                del frames[next(iter(frames))]
         return True
 
     def old_done(self, received: int) -> bool:
@@ -155,15 +166,22 @@ class Rotation:
 
     # -- the new connection ------------------------------------------------------
 
-    def new_message(self, msg: Any, received: int) -> None:
+    def new_message(self, msg: Any, received: int, raw: Any = None) -> None:
         """Hold the new connection's ``received``-th message until the cutover.
 
-        With ids, note when the new connection repeats an id the old one
-        published: its stream then overlaps the old one's.
+        Note when the new connection repeats what the old one published (an
+        id, or without ids a frame equal byte for byte): its stream then
+        overlaps the old one's.
         """
         self.held_new.append((received, msg))
-        if not self.caught_up and self.seen is not None:
+        if self.caught_up:
+            return
+        if self.seen is not None:
             self.caught_up = not self._first_time(msg, record=False)
+        elif self.frames is not None and raw is not None:
+            self.caught_up = raw in self.frames
+            if self.caught_up:
+                self.frames = None
 
     def start_fence(self) -> None:
         """The ping on the old connection is about to be sent."""

@@ -317,11 +317,11 @@ class Supervisor:
                         for one in msg:
                             if (
                                 one is not None
-                                and (link.role is live or self._route(link, one))
+                                and (link.role is live or self._route(link, one, raw))
                                 and publish(one)
                             ):
                                 await sink.relieve()
-                    elif msg is not None and self._route(link, msg) and publish(msg):
+                    elif msg is not None and self._route(link, msg, raw) and publish(msg):
                         await sink.relieve()
                     if link.mark is not None and link.received >= link.mark:
                         link.reached.set()
@@ -333,7 +333,7 @@ class Supervisor:
             self.retired_bytes += link.nbytes
             link.done.set()
 
-    def _route(self, link: Link, msg: Any) -> bool:
+    def _route(self, link: Link, msg: Any, raw: Any) -> bool:
         """Ask the rotation what to do with a message of a link not simply live.
 
         Returns:
@@ -344,10 +344,10 @@ class Supervisor:
         if rotation is None or role is Role.STOPPED:
             return False
         if role is Role.OLD:
-            return rotation.old_message(msg, link.received)
+            return rotation.old_message(msg, link.received, raw)
         if role is Role.NEW:
-            rotation.new_message(msg, link.received)
-            if rotation.caught_up or rotation.seen is None:
+            rotation.new_message(msg, link.received, raw)
+            if rotation.caught_up:
                 self._caught_up.set()
             return False
         return rotation.tail_message(msg)  # Role.TAIL
@@ -533,7 +533,7 @@ class Supervisor:
         async def settle() -> None:
             nonlocal result
             count: int
-            await self._wait_caught_up(old, new, rotation)
+            await self._wait_caught_up(old, rotation)
             if fence is not None:
                 try:
                     count = await fence() - old.consumed_early
@@ -581,30 +581,30 @@ class Supervisor:
             result = "fenced"
         return result
 
-    async def _wait_caught_up(self, old: Link, new: Link, rotation: Rotation) -> None:
-        """Wait until the new link's stream has visibly started before the fence.
+    async def _wait_caught_up(self, old: Link, rotation: Rotation) -> None:
+        """Wait until the new link repeats something the old one published.
 
-        With ids: until it repeats an id the old one published (the two
-        streams overlap). Without: until it has delivered a message (the
-        server has started it; what it sent earlier is on the old link,
-        before the fence that follows). Returns early when the old link
-        carries nothing for a while (no traffic, nothing to overlap); the
-        caller bounds the whole wait.
+        An id, or without ids an equal frame: the streams then overlap, so
+        everything the server sent before the new stream began is on the
+        old link, before the fence that follows. Returns early when the old
+        link carries nothing for a while (no traffic, nothing to overlap);
+        a stalled old link ends the whole wait (the caller's watchdog).
         """
 
-        def started() -> bool:
-            if rotation.seen is not None:
-                return rotation.caught_up
-            return new.received > 0
-
-        last, since = old.received, anyio.current_time()
-        while not started():
+        last = old.received
+        start = since = anyio.current_time()
+        while not rotation.caught_up:
             with anyio.move_on_after(_QUIET / 4):
                 await self._caught_up.wait()
             now = anyio.current_time()
             if old.received != last:
                 last, since = old.received, now
             elif now - since >= _QUIET:
+                return
+            if now - start >= self.options.rotation_drain:
+                # Two streams that never repeat each other (frames that name
+                # their connection, say): the fence alone decides.
+                log.debug("%s: the new stream showed no overlap; fencing anyway", self.hooks.label)
                 return
 
     async def _release_tail(self, new: Link, rotation: Rotation, counted: int) -> None:
