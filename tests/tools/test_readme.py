@@ -23,6 +23,7 @@ to files of the repository must resolve.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -148,6 +149,24 @@ def test_reference_covers_the_public_names() -> None:
     wanted = {f"wsmux.{name}" for name in wsmux.__all__}
     wanted |= {"wsmux.testing.FeedServer", "wsmux.compat.AsyncWebsocketStreamInterface"}
     assert wanted <= documented, sorted(wanted - documented)
+
+
+def test_reference_anchors_exist() -> None:
+    """``reference.md#wsmux.X`` links (readable on GitHub too) name a documented object.
+
+    MkDocs does not check these anchors (mkdocstrings makes them), so this does.
+    """
+    reference = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^::: ([\w.]+)$", reference, re.MULTILINE))
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for anchor in re.findall(r"\]\((?:docs/)?(?:reference\.md)?#(wsmux[\w.]*)\)", text):
+            owner = next((d for d in documented if anchor == d or anchor.startswith(d + ".")), None)
+            assert owner is not None, f"{page.name}: #{anchor} is not in the API reference"
+            obj = importlib.import_module(owner.rsplit(".", 1)[0])
+            for part in anchor.split(".")[owner.count(".") :]:
+                assert hasattr(obj, part), f"{page.name}: #{anchor} names nothing"
+                obj = getattr(obj, part)
 
 
 def test_readme_links_resolve() -> None:
