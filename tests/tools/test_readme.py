@@ -17,6 +17,8 @@ How the Python blocks are run (a doc writer's rules):
   and is skipped. At least ``MIN_RUNNABLE`` blocks must run, so this test
   cannot pass by finding none.
 
+Every ``wsmux`` command line in a ``bash`` block parses (its options exist);
+the documented ``tap`` line runs against the FeedServer and prints what it says.
 The API reference page must name every public name, and the README's links
 to files of the repository must resolve.
 """
@@ -26,15 +28,21 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import wsmux
+import wsmux.bench._run
+import wsmux.cli._demo
+import wsmux.cli._tap
+from wsmux.__main__ import main
 from wsmux.testing import FeedServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,6 +149,63 @@ def test_block_runs(block: Block, backend: str, server: FeedServer, tmp_path: Pa
     )
     assert done.returncode == 0, f"{block.id} ({backend}):\n{done.stdout}\n{done.stderr}"
     assert "Traceback" not in done.stderr, done.stderr
+
+
+def command_lines() -> list[tuple[str, list[str]]]:
+    """The ``wsmux ...`` commands of every ``bash`` block, as argument lists."""
+    found: list[tuple[str, list[str]]] = []
+    for page in PAGES:
+        lines = page.read_text(encoding="utf-8").splitlines()
+        inside = False
+        text = ""
+        for line in lines:
+            fence = _FENCE.match(line)
+            if fence is not None:
+                inside = not inside and fence.group(2) == "bash"
+                continue
+            if not inside:
+                continue
+            text += line.rstrip().removesuffix("\\") + (
+                " " if line.rstrip().endswith("\\") else "\n"
+            )
+        for command in text.splitlines():
+            words = shlex.split(command.replace(":PORT", ":1"), comments=True)  # a placeholder
+            while "&&" in words:
+                words = words[words.index("&&") + 1 :]
+            if words[:1] == ["wsmux"]:
+                found.append((page.name, words[1:]))
+    return found
+
+
+def test_command_lines_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[str] = []
+
+    def fake(name: str) -> Any:
+        return lambda args: ran.append(name) or 0
+
+    monkeypatch.setattr(wsmux.cli._tap, "_tap", fake("tap"))
+    monkeypatch.setattr(wsmux.cli._demo, "_demo", fake("demo"))
+    monkeypatch.setattr(wsmux.bench._run, "_main", fake("bench"))
+    commands = command_lines()
+    assert {argv[0] for _, argv in commands} >= {"tap", "demo", "bench"}, commands
+    for page, argv in commands:
+        assert main(argv) == 0, (page, argv)
+    assert len(ran) == len(commands)
+
+
+def test_documented_tap_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    tapped = 0
+    with FeedServer(symbols=["BTCUSDT"], require_subscribe=True) as srv:
+        srv.start_feed(rate=1000)
+        for _, argv in command_lines():
+            if argv[0] == "tap" and REAL_URL in argv[1]:
+                argv = [argv[0], argv[1].replace(REAL_URL, srv.url), *argv[2:]]
+                assert main(argv) == 0, argv
+                out = capsys.readouterr().out.splitlines()
+                count = int(argv[argv.index("--count") + 1])
+                assert len(out) == count, out
+                tapped += 1
+    assert tapped >= 1
 
 
 def test_reference_covers_the_public_names() -> None:
