@@ -73,9 +73,12 @@ class Multiplexer:
             (for picows' ``ws_connect`` with ``transport="picows"``).
         max_size: Largest inbound message in bytes; a larger one closes the
             connection (counted, then reconnected). None for no limit.
-        ping_interval: Seconds between keepalive pings (websockets').
+        ping_interval: Seconds between keepalive pings.
         ping_timeout: Seconds to wait for a pong before the connection is
-            declared lost.
+            declared lost. With the defaults (5, 5, and ``close_timeout``
+            2), a dead link (half-open, or a silent peer) is detected at
+            most ``ping_interval + ping_timeout + close_timeout`` = 12 s
+            after its last sign of life. None for either disables keepalive.
         open_timeout: Seconds allowed to open a connection and run
             ``_on_connect`` on it.
         close_timeout: Seconds allowed for a closing handshake.
@@ -124,8 +127,8 @@ class Multiplexer:
         transport: Literal["websockets", "picows"] = "websockets",
         connect_options: dict[str, Any] | None = None,
         max_size: int | None = 2**20,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
+        ping_interval: float | None = 5.0,
+        ping_timeout: float | None = 5.0,
         open_timeout: float = 10.0,
         close_timeout: float = 2.0,
         stale_after: float | None = None,
