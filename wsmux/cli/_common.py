@@ -96,17 +96,9 @@ def status(text: str) -> None:
     print(f"wsmux: {text}", file=sys.stderr, flush=True)
 
 
-class _StderrFilter(logging.Filter):
-    """Drop the multiplexer's own 'failed' line: the command prints the error itself."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno >= logging.ERROR and record.funcName == "_supervise")
-
-
 def setup_logging(verbose: bool) -> Callable[[], None]:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("wsmux: %(message)s"))
-    handler.addFilter(_StderrFilter())
     logger = logging.getLogger("wsmux")
     logger.addHandler(handler)
     old_level = logger.level
