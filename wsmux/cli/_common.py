@@ -12,12 +12,13 @@ from typing import Any
 
 import orjson
 
-from .._log import redact_url
+from .._log import show_url
 
 __all__ = [
     "json_filter",
     "json_value",
     "key_value",
+    "nonnegative_int",
     "positive_float",
     "positive_int",
     "quiet_broken_pipe",
@@ -36,8 +37,10 @@ def ws_url(text: str) -> str:
     except ValueError:
         ok = False
     if not ok:
+        shown = show_url(text)
+        hint = f" (did you mean 'ws://{shown}'?)" if "://" not in text and shown else ""
         raise argparse.ArgumentTypeError(
-            f"invalid URL {redact_url(text)!r}: expected ws://host[:port]/path or wss://..."
+            f"invalid URL {shown!r}: expected ws://host[:port]/path or wss://...{hint}"
         )
     return text
 
@@ -79,6 +82,16 @@ def positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, not {text!r}")
     return value
 
 
