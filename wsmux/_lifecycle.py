@@ -6,12 +6,19 @@ that ends every stream, and makes ``exit()`` idempotent and safe from any
 task, a handler or a callback included. Every task it starts runs in a
 cancel scope of its own, so that shutting down never cancels the scope the
 caller's ``async with`` body runs in.
+
+A fatal error is reported once. When it is raised at once to a caller that
+waits for it (``async with`` still starting, ``run()``, ``run_in_thread``),
+it is logged at DEBUG only: the caller has it. When it strikes inside a
+started ``async with`` block, it is held until the block ends (and ends every
+stream), which may be much later, so it is logged at ERROR when it happens.
 """
 
 from __future__ import annotations
 
 import contextvars
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -64,6 +71,7 @@ class Lifecycle:
         self.error: BaseException | None = None
         self.exiting = False
         self._run_scope: anyio.CancelScope | None = None
+        self._in_run = False  # run() raises a fatal error as soon as it happens
         self._background: set[anyio.CancelScope] = set()
         self._background_idle: anyio.Event | None = None  # set when none runs
         self._ready = anyio.Event()  # the first connection opened, or failed
@@ -169,7 +177,13 @@ class Lifecycle:
                 await self.sup.run(self._ready.set)
             except Exception as exc:
                 if not self.exiting:
-                    log.error("%s failed: %s", self.status.label, exc)
+                    raised_now = self._in_run or not self._ready.is_set()
+                    log.log(
+                        logging.DEBUG if raised_now else logging.ERROR,
+                        "%s failed: %s",
+                        self.status.label,
+                        exc,
+                    )
                     self.error = exc
                     self.status.set(State.FAILED)
                     self.hub.close(exc)
@@ -220,6 +234,7 @@ class Lifecycle:
         """Run until exit, in the caller's task (see ``Multiplexer.run``)."""
         if self.exiting and self.tg is None:
             return  # exit() came first, maybe before this task got to run
+        self._in_run = True
         await self.start()
         try:
             while not self.exiting and self.status.state not in ENDED:

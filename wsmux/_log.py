@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import urllib.parse
 from typing import Any
 
 import anyio
 
-__all__ = ["RateLimitedLog", "log", "redact_url", "sample"]
+__all__ = ["RateLimitedLog", "default_name", "log", "redact_url", "sample", "show_url"]
 
 log = logging.getLogger("wsmux")
 
@@ -43,6 +44,103 @@ def redact_url(url: object) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+_MASK = "<redacted>"
+# Letters and digits mixed: a key or a token, not a word like "ws" or "stream".
+_MIXED = re.compile(r"(?=.*[0-9])(?=.*[A-Za-z])")
+
+
+def _secret_looking(segment: str) -> bool:
+    """A path segment that may be a credential (a listen key, a token)."""
+    return len(segment) > 16 or (len(segment) >= 8 and _MIXED.match(segment) is not None)
+
+
+def show_url(url: object) -> str:
+    """Show a URL as the user wrote it, with only its secret parts masked.
+
+    For error messages, so that a mistyped URL can be recognised:
+    ``wsmux tap 127.0.0.1:18001`` must say which input was wrong. Logs and
+    reprs use the multiplexer's name instead (see :func:`default_name`).
+
+    The rule: scheme, host and port are shown as written (even when invalid);
+    user info is masked; path segments are shown up to the first one that
+    looks like a credential (more than 16 characters, or 8 or more mixing
+    letters and digits), which is masked with everything after it; query
+    keys are shown and their values masked; a fragment is masked. Never
+    raises: text that is not a URL at all is shown the same way.
+
+    Args:
+        url: The URL (anything; non-strings are shown by type only).
+
+    Returns:
+        For example ``"wss://fstream.binance.com/ws/<redacted>"``,
+        ``"wss://<redacted>@host/stream?streams=<redacted>"`` or
+        ``"127.0.0.1:18001"``.
+    """
+    if not isinstance(url, str):
+        return f"<{type(url).__name__}>"
+    origin, userinfo, path, query, fragment = _split(url)
+    if userinfo is not None:
+        scheme, sep, host = origin.rpartition("://")
+        origin = f"{scheme}{sep}{_MASK}@{host}"
+    shown = origin + ("" if path is None else "/" + "/".join(path))
+    if query is not None:
+        pairs = (pair.partition("=") for pair in query.split("&"))
+        shown += "?" + "&".join(k + (f"={_MASK}" if eq else "") for k, eq, _ in pairs)
+    if fragment is not None:
+        shown += "#" + _MASK
+    return shown
+
+
+def default_name(url: str | None, owner: object) -> str:
+    """The name a multiplexer is known by in logs, reprs and stats.
+
+    Scheme, host and port as written, and the first path segment unless it
+    looks like a credential (``"wss://fstream.binance.com/ws"``): enough to
+    tell two multiplexers apart, and free of user info, listen keys and
+    tokens. Without a URL (a custom ``_create_ws``), the class name.
+
+    Args:
+        url: The URL given to the multiplexer, if any.
+        owner: The multiplexer.
+
+    Returns:
+        The name.
+    """
+    if url is None:
+        return type(owner).__name__
+    origin, _, path, _, _ = _split(url)
+    if path and path[0] and path[0] != _MASK:
+        return f"{origin}/{path[0]}"
+    return origin
+
+
+def _split(url: str) -> tuple[str, str | None, list[str] | None, str | None, str | None]:
+    """Scheme and authority (without user info), user info, shown path
+    segments (a credential and what follows it masked), query, fragment."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep:
+        scheme, rest = "", scheme
+    rest, hash_, fragment = rest.partition("#")
+    rest, qmark, query = rest.partition("?")
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    path: list[str] | None = None
+    if slash:
+        path = []
+        for segment in tail.split("/"):
+            if _secret_looking(segment):
+                path.append(_MASK)
+                break
+            path.append(segment)
+    return (
+        scheme + sep + host,
+        userinfo if at else None,
+        path,
+        query if qmark else None,
+        fragment if hash_ else None,
+    )
 
 
 def sample(raw: object, limit: int = 80) -> str:

@@ -18,7 +18,7 @@ from websockets.uri import parse_uri
 
 from ._exceptions import FatalConnectError, MultiplexerClosed
 from ._lifecycle import IN_OWN_TASK, Lifecycle
-from ._log import redact_url
+from ._log import default_name
 from ._options import MultiplexerStats, Options
 from ._outbound import Outbound
 from .connection._backoff import Backoff
@@ -66,6 +66,11 @@ class Multiplexer:
         url: The websocket URL, used by the default ``_create_ws``.
 
     Keyword Args:
+        name: What the multiplexer is called in logs, its repr and
+            ``stats().name``. Default: the URL's scheme, host and port and
+            its first path segment unless it looks like a credential
+            (``"wss://fstream.binance.com/ws"``), or the class name when
+            there is no URL. Name adapters that share a host or a class.
         transport: ``"websockets"`` (default, asyncio and trio) or
             ``"picows"``: the fast transport of ``pip install 'wsmux[fast]'``,
             asyncio only (under trio, starting fails with FatalConnectError).
@@ -73,9 +78,13 @@ class Multiplexer:
             (for picows' ``ws_connect`` with ``transport="picows"``).
         max_size: Largest inbound message in bytes; a larger one closes the
             connection (counted, then reconnected). None for no limit.
-        ping_interval: Seconds between keepalive pings (websockets').
+        ping_interval: Seconds between keepalive pings.
         ping_timeout: Seconds to wait for a pong before the connection is
-            declared lost.
+            declared lost. With the defaults (5, 5, and ``close_timeout``
+            2), a dead link (half-open, or a silent peer) is detected at
+            most ``ping_interval + ping_timeout + close_timeout`` = 12 s
+            after its last sign of life. ``ping_interval=None`` disables
+            keepalive; ``ping_timeout=None`` pings but never gives up.
         open_timeout: Seconds allowed to open a connection and run
             ``_on_connect`` on it.
         close_timeout: Seconds allowed for a closing handshake.
@@ -121,12 +130,13 @@ class Multiplexer:
         self,
         url: str | None = None,
         *,
+        name: str | None = None,
         # connection
         transport: Literal["websockets", "picows"] = "websockets",
         connect_options: dict[str, Any] | None = None,
         max_size: int | None = 2**20,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
+        ping_interval: float | None = 5.0,
+        ping_timeout: float | None = 5.0,
         open_timeout: float = 10.0,
         close_timeout: float = 2.0,
         stale_after: float | None = None,
@@ -153,7 +163,9 @@ class Multiplexer:
     ) -> None:
         if url is not None and not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
-        for name, value in (
+        if name is not None and not (isinstance(name, str) and name):
+            raise TypeError(f"name must be a non-empty str, not {name!r}")
+        for option, value in (
             ("open_timeout", open_timeout),
             ("close_timeout", close_timeout),
             ("send_timeout", send_timeout),
@@ -161,7 +173,7 @@ class Multiplexer:
             ("retry_after_cap", retry_after_cap),
         ):
             if not value > 0:
-                raise ValueError(f"{name} must be > 0, not {value!r}")
+                raise ValueError(f"{option} must be > 0, not {value!r}")
         if stale_after is not None and not stale_after > 0:
             raise ValueError(f"stale_after must be > 0 or None, not {stale_after!r}")
         if max_attempts is not None and max_attempts < 1:
@@ -181,7 +193,8 @@ class Multiplexer:
         elif transport != "websockets":
             raise ValueError(f"transport must be 'websockets' or 'picows', not {transport!r}")
         self.url = url
-        self._redacted = redact_url(url) if url is not None else "<custom _create_ws>"
+        self._name = name if name is not None else default_name(url, self)
+        self._redacted = self._name  # the label of logs and errors (kept for subclasses)
         self._options = Options(
             connect_options=dict(connect_options or {}),
             max_size=max_size,
@@ -207,7 +220,7 @@ class Multiplexer:
         self._backoff = backoff
         self._hub = Hub(drain_timeout=drain_timeout)
         self._status = Status(
-            self._redacted,
+            self._name,
             on_disconnect=lambda: self._life.call_back("disconnect_fn"),
             on_reconnect=lambda: self._life.call_back("reconnect_fn", self._options.reconnect_args),
         )
@@ -231,7 +244,7 @@ class Multiplexer:
         )
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._redacted} {self._status.state}>"
+        return f"<{type(self).__name__} {self._name!r} {self._status.state}>"
 
     # -- hooks (override in an adapter) -----------------------------------
 
@@ -617,7 +630,7 @@ class Multiplexer:
             async_parse=async_parse,
             message_id=self._message_id if has_id else None,
             topics_changed=self._out.topics_changed,
-            label=self._redacted,
+            label=self._name,
             url=self.url,
         )
 
@@ -700,6 +713,7 @@ class Multiplexer:
             streams=hub.stream_count(),
             last_message_at=self._status.last_message_at,
             last_disconnect=self._status.last_disconnect,
+            name=self._name,
         )
 
 

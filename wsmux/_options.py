@@ -58,6 +58,7 @@ class MultiplexerStats(NamedTuple):
         streams: Streams open now (async handlers' included).
         last_message_at: Wall-clock time of the last frame, or None.
         last_disconnect: Why the last connection was lost, or None.
+        name: The multiplexer's name (the ``name`` option).
     """
 
     state: str
@@ -78,3 +79,4 @@ class MultiplexerStats(NamedTuple):
     streams: int
     last_message_at: float | None
     last_disconnect: str | None
+    name: str = ""

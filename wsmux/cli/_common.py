@@ -12,12 +12,13 @@ from typing import Any
 
 import orjson
 
-from .._log import redact_url
+from .._log import show_url
 
 __all__ = [
     "json_filter",
     "json_value",
     "key_value",
+    "nonnegative_int",
     "positive_float",
     "positive_int",
     "quiet_broken_pipe",
@@ -36,8 +37,10 @@ def ws_url(text: str) -> str:
     except ValueError:
         ok = False
     if not ok:
+        shown = show_url(text)
+        hint = f" (did you mean 'ws://{shown}'?)" if "://" not in text and shown else ""
         raise argparse.ArgumentTypeError(
-            f"invalid URL {redact_url(text)!r}: expected ws://host[:port]/path or wss://..."
+            f"invalid URL {shown!r}: expected ws://host[:port]/path or wss://...{hint}"
         )
     return text
 
@@ -82,6 +85,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, not {text!r}")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -96,17 +109,9 @@ def status(text: str) -> None:
     print(f"wsmux: {text}", file=sys.stderr, flush=True)
 
 
-class _StderrFilter(logging.Filter):
-    """Drop the multiplexer's own 'failed' line: the command prints the error itself."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno >= logging.ERROR and record.funcName == "_supervise")
-
-
 def setup_logging(verbose: bool) -> Callable[[], None]:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("wsmux: %(message)s"))
-    handler.addFilter(_StderrFilter())
     logger = logging.getLogger("wsmux")
     logger.addHandler(handler)
     old_level = logger.level

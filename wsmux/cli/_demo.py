@@ -137,6 +137,8 @@ async def _run_demo(args: argparse.Namespace, line: _Line) -> dict[str, Any]:
                 tg.start_soon(_on_sigint, main_scope)
                 with anyio.move_on_after(args.seconds if args.seconds else float("inf")):
                     await _status_loop(market, user, books, totals, line)
+            # Read while the streams are open: exiting closes them all.
+            streams = market.stats().streams + user.stats().streams
             tg.cancel_scope.cancel()
         elapsed = time.monotonic() - started
         m, u = market.stats(), user.stats()
@@ -153,7 +155,7 @@ async def _run_demo(args: argparse.Namespace, line: _Line) -> dict[str, Any]:
             "drops": m.drops + u.drops,
             "resyncs": sum(b.statistics().resyncs for b in books.values()),
             "books": len(books),
-            "streams": m.streams + u.streams,
+            "streams": streams,
         }
 
 
@@ -212,13 +214,21 @@ def _demo(args: argparse.Namespace) -> int:
     finally:
         undo()
     line.done()
-    s = summary
-    status(
-        f"done in {s['seconds']:.1f}s: {s['messages']} messages"
-        f" ({s['messages'] / max(s['seconds'], 1e-6):.0f}/s), {s['trades']} trades"
-        f" (volume {s['volume']:.1f}, {s['big']} big) on {s['streams']} streams,"
-        f" {s['user_events']} user events, {s['rotations']} rotations,"
-        f" {s['reconnects']} reconnects, {s['drops']} lag drops,"
-        f" {s['resyncs']} book resyncs"
-    )
+    status(summary_line(summary))
     return 0
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def summary_line(s: dict[str, Any]) -> str:
+    """The closing line of the demo, from what :func:`_run_demo` returned."""
+    return (
+        f"done in {s['seconds']:.1f}s: {_n(s['messages'], 'message')}"
+        f" ({s['messages'] / max(s['seconds'], 1e-6):.0f}/s), {_n(s['trades'], 'trade')}"
+        f" (volume {s['volume']:.1f}, {s['big']} big) on {_n(s['streams'], 'stream')},"
+        f" {_n(s['user_events'], 'user event')}, {_n(s['rotations'], 'rotation')},"
+        f" {_n(s['reconnects'], 'reconnect')}, {_n(s['drops'], 'lag drop')},"
+        f" {_n(s['resyncs'], 'book resync')}"
+    )

@@ -15,10 +15,12 @@ import anyio
 import orjson
 
 from .. import ConnectionGap, Multiplexer, StreamLagged, ThreadStream, WsmuxError, run_in_thread
+from .._log import show_url
 from ._common import (
     json_filter,
     json_value,
     key_value,
+    nonnegative_int,
     positive_float,
     positive_int,
     quiet_broken_pipe,
@@ -27,7 +29,11 @@ from ._common import (
     ws_url,
 )
 
-__all__ = ["add_parser"]
+__all__ = ["DEFAULT_RETRIES", "add_parser"]
+
+#: Connection attempts in a row before ``tap`` gives up: a refused or silent
+#: port ends the command (exit 1) instead of retrying forever.
+DEFAULT_RETRIES = 5
 
 
 def add_parser(sub: Any) -> None:
@@ -41,7 +47,10 @@ def add_parser(sub: Any) -> None:
         help="print the messages of a websocket as JSON lines",
         description="Connect to URL (reconnecting as needed), send the --send messages after"
         " each connect, and print the messages the filters select as JSON lines on stdout."
-        " Status changes go to stderr. Stops on Ctrl-C or after --count messages.",
+        " Status changes go to stderr. Stops on Ctrl-C or after --count messages (exit 0);"
+        " exits 1 when connecting fails for good: at once for a refused handshake (HTTP 401,"
+        " 403, other 4xx) or a bad URL, after --retries failed attempts in a row otherwise"
+        " (a refused or silent port).",
         epilog='example: wsmux tap wss://fstream.binance.com/ws -f e=aggTrade --send \'{"method":'
         ' "SUBSCRIBE", "params": ["btcusdt@aggTrade"], "id": 1}\' --count 5',
     )
@@ -53,7 +62,9 @@ def add_parser(sub: Any) -> None:
         default=[],
         type=key_value,
         metavar="KEY=VALUE",
-        help="keep messages whose KEY equals VALUE (JSON, or a plain string); repeat to AND",
+        help="keep messages whose KEY equals VALUE; repeat to AND. VALUE is read as JSON"
+        " first, else taken as a string: -f c=123 matches the number 123, -f s=BTCUSDT the"
+        " string; quote to force a string: -f 'c=\"123\"'",
     )
     tap.add_argument(
         "--filter",
@@ -79,9 +90,11 @@ def add_parser(sub: Any) -> None:
     )
     tap.add_argument(
         "--retries",
-        type=positive_int,
+        type=nonnegative_int,
+        default=DEFAULT_RETRIES,
         metavar="N",
-        help="give up after N failed connection attempts in a row (default: never)",
+        help="give up (exit 1) after N failed connection attempts in a row, at the start or"
+        f" after a loss (default {DEFAULT_RETRIES}; 0: never give up)",
     )
     tap.add_argument("-v", "--verbose", action="store_true", help="log more to stderr")
     tap.set_defaults(func=_tap)
@@ -102,7 +115,7 @@ class _TapMux(Multiplexer):
             what = "rotated to a new connection to"
         else:
             what = "reconnected to"
-        status(f"{what} {self._redacted}")
+        status(f"{what} {show_url(self.url)}")
         for msg in self._sends:
             await ws.send(orjson.dumps(msg).decode())
 
@@ -129,7 +142,7 @@ def _tap(args: argparse.Namespace) -> int:
     else:
         filters = [items] if items else None
     undo = setup_logging(args.verbose)
-    mux = _TapMux(args.url, args.send, args.rotate_every, max_attempts=args.retries)
+    mux = _TapMux(args.url, args.send, args.rotate_every, max_attempts=args.retries or None)
     out = sys.stdout
     count = 0
     try:

@@ -13,6 +13,8 @@ from typing import Any
 
 import anyio
 
+from ._transport import describe
+
 __all__ = ["CountingRecv", "Link", "Role", "describe_close"]
 
 
@@ -137,5 +139,4 @@ def describe_close(exc: BaseException | None) -> str:
             return f"close code {frame.code}{reason} from the {who}"
     if type(exc).__name__.startswith("ConnectionClosed"):
         return "connection dropped without a close frame"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return describe(exc)  # never an empty reason

@@ -16,9 +16,10 @@ front object. Every time is read from the event loop's clock.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from time import time as _wall
 from typing import Any
 
@@ -27,7 +28,7 @@ import anyio.abc
 import orjson
 
 from .._exceptions import FatalConnectError, RetriesExhausted
-from .._log import RateLimitedLog, log, sample
+from .._log import RateLimitedLog, log, redact_url, sample, show_url
 from .._options import Options
 from ..fanout._messages import Messages
 from ._backoff import Backoff
@@ -138,17 +139,23 @@ class Supervisor:
                 failure = classify(exc, self.hooks.url)
                 self.counters["connect_errors"] += 1
                 label = self.hooks.label
+                # Errors show the URL as the user wrote it (secrets masked),
+                # so that a typo can be seen; logs show the name.
+                url = self.hooks.url
+                where = label if url is None else show_url(url)
+                attr = label if url is None else redact_url(url)
                 if failure.fatal:
                     raise FatalConnectError(
-                        f"cannot connect to {label}: {failure.reason}",
-                        url=label,
+                        f"cannot connect to {where}: {failure.reason}",
+                        url=attr,
                         status=failure.status,
                     ) from None
                 if opts.max_attempts is not None and attempts >= opts.max_attempts:
+                    tried = "1 attempt" if attempts == 1 else f"{attempts} attempts"
                     raise RetriesExhausted(
-                        f"cannot connect to {label}: {attempts} attempt(s) failed,"
+                        f"cannot connect to {where}: {tried} failed,"
                         f" the last with {failure.reason}",
-                        url=label,
+                        url=attr,
                         status=failure.status,
                     ) from None
                 delay = self._delay_after(failure.status, failure.retry_after)
@@ -177,7 +184,7 @@ class Supervisor:
         link = Link(self._next_id)
         opts = self.options
         try:
-            with anyio.fail_after(opts.open_timeout):
+            with _timeout_reason(link, opts.open_timeout):
                 await self.tg.start(self._hold, link, name=f"wsmux connection {link.id}")
                 conn = link.conn
                 link.fence = fence_of(conn)  # counts every frame from here on
@@ -384,7 +391,6 @@ class Supervisor:
         if old.done.is_set():
             return await self._recover(old)
         self.status.set(State.ROTATING)
-        started = anyio.current_time()
         while True:
             rotation = Rotation(self.message_id, on_unhashable=self._unhashable)
             self.rotation = rotation
@@ -398,6 +404,7 @@ class Supervisor:
                 return await self._recover(old)
             new.role = Role.NEW
             self._start_reader(new)
+            overlap_from = anyio.current_time()  # both connections are read from here
             outcome = await self._fence(old, new, rotation)
             log.debug(
                 "%s: rotation %d -> %d: %s (%r)",
@@ -442,6 +449,7 @@ class Supervisor:
         new.role = Role.TAIL if tail else Role.LIVE
         self.live = new
         self._last_rotation = anyio.current_time()
+        overlap = self._last_rotation - overlap_from
         self.counters["rotations"] += 1
         self.status.set(State.OPEN)
         self.hooks.topics_changed()  # topics changed during the rotation reach the new link
@@ -449,19 +457,27 @@ class Supervisor:
         self.counters["duplicates"] += counted
         if tail:
             self.tg.start_soon(
-                self._release_tail, new, rotation, counted, name=f"wsmux tail {new.id}"
+                self._release_tail, new, rotation, overlap, counted, name=f"wsmux tail {new.id}"
             )
         else:
             new.tail_done.set()
             self.rotation = None
+            self._log_rotation(new, overlap, rotation.duplicates)
+        return new
+
+    def _log_rotation(self, new: Link, overlap: float, duplicates: int) -> None:
+        """The one INFO line of a planned rotation, once its duplicates are known."""
+        if self.message_id is None:
+            dropped = "no _message_id: repeats were not dropped"
+        else:
+            dropped = f"{duplicates} duplicate{'' if duplicates == 1 else 's'} dropped"
         log.info(
-            "%s: rotated to connection %d (overlap %.0f ms, %d duplicate(s) dropped)",
+            "%s: rotated to connection %d (overlap %.0f ms, %s)",
             self.hooks.label,
             new.id,
-            (anyio.current_time() - started) * 1000,
-            rotation.duplicates,
+            overlap * 1000,
+            dropped,
         )
-        return new
 
     async def _pace_rotation(self, old: Link) -> None:
         """Rotations requested back to back wait a growing interval."""
@@ -607,7 +623,9 @@ class Supervisor:
                 log.debug("%s: the new stream showed no overlap; fencing anyway", self.hooks.label)
                 return
 
-    async def _release_tail(self, new: Link, rotation: Rotation, counted: int) -> None:
+    async def _release_tail(
+        self, new: Link, rotation: Rotation, overlap: float, counted: int
+    ) -> None:
         """Check the new link against the overlap ids until its own fence.
 
         Runs in the background (the supervisor goes on watching the link);
@@ -625,7 +643,8 @@ class Supervisor:
             except Exception:
                 pass  # the new link died: the supervisor sees it
         rotation.release()
-        self.counters["duplicates"] += rotation.duplicates - counted
+        self.counters["duplicates"] += rotation.duplicates - counted  # the tail's
+        self._log_rotation(new, overlap, rotation.duplicates)
         if new.role is Role.TAIL:
             new.role = Role.LIVE
         if self.rotation is rotation:
@@ -665,6 +684,26 @@ class Supervisor:
         self.counters["reconnects"] += 1
         status.on_reconnect()
         return link
+
+
+@contextlib.contextmanager
+def _timeout_reason(link: Link, seconds: float) -> Iterator[None]:
+    """``fail_after(seconds)``, and a TimeoutError that says what did not finish.
+
+    Both anyio's deadline and the transports' own handshake timeouts raise a
+    bare TimeoutError; a reason such as ``"TimeoutError: "`` tells nothing.
+    """
+    try:
+        with anyio.fail_after(seconds):
+            yield
+    except TimeoutError as exc:
+        if str(exc):
+            raise
+        if link.conn is None:
+            what = f"no handshake within {seconds:g}s (open_timeout)"
+        else:
+            what = f"_on_connect and subscriptions not done within {seconds:g}s (open_timeout)"
+        raise TimeoutError(what) from None
 
 
 def _safe_id(hook: Callable[[Any], Any], errors: RateLimitedLog, msg: Any) -> Any:

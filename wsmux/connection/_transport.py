@@ -30,6 +30,7 @@ __all__ = [
     "classify",
     "current_backend",
     "default_connect",
+    "describe",
     "scrub",
     "scrub_log",
 ]
@@ -234,7 +235,6 @@ def classify(exc: BaseException, url: str | None = None) -> Failure:
     Returns:
         The classification.
     """
-    name = type(exc).__name__
     if isinstance(exc, wse.InvalidStatus):
         status = exc.response.status_code
         retry_after = _retry_after(exc.response.headers.get("Retry-After"))
@@ -243,14 +243,49 @@ def classify(exc: BaseException, url: str | None = None) -> Failure:
     if isinstance(exc, FatalConnectError):
         return Failure(True, exc.status, None, scrub(str(exc), url))
     if isinstance(exc, wse.InvalidURI):
-        return Failure(True, None, None, f"invalid URL ({name})")
+        return Failure(True, None, None, scrub(f"invalid URL: {exc.msg}", url))
     if isinstance(exc, ValueError) and _invalid_port(url):
         # urllib's "Port out of range 0-65535", raised by websockets and picows alike.
         return Failure(True, None, None, scrub(f"invalid URL: {exc}", url))
     if isinstance(exc, OSError | TimeoutError | EOFError | wse.ConnectionClosed):
-        return Failure(False, None, None, scrub(f"{name}: {exc}", url))
+        return Failure(False, None, None, scrub(describe(exc), url))
     fatal = isinstance(exc, _PROGRAMMING_ERRORS)
-    return Failure(fatal, None, None, scrub(f"{name}: {exc}", url))
+    return Failure(fatal, None, None, scrub(describe(exc), url))
+
+
+#: What an exception raised with no message means while connecting.
+_SILENT_MEANING: Final = {
+    "TimeoutError": "timed out",
+    "EOFError": "the server closed the connection during the handshake",
+    "IncompleteReadError": "the server closed the connection during the handshake",
+    "CancelledError": "cancelled",
+}
+
+
+def describe(exc: BaseException) -> str:
+    """Name an exception with its message, never with an empty reason.
+
+    Args:
+        exc: The exception.
+
+    Returns:
+        ``"TypeName: message"``; for an exception raised without a message,
+        what it means (``"TimeoutError: timed out"``) or ``"TypeName (no
+        details)"``, and never ``"TypeName: "``.
+    """
+    name = type(exc).__name__
+    text = str(exc).strip()
+    if not text:
+        meaning = next(
+            (
+                v
+                for k, v in _SILENT_MEANING.items()
+                if any(c.__name__ == k for c in type(exc).__mro__)
+            ),
+            None,
+        )
+        return f"{name}: {meaning}" if meaning else f"{name} (no details)"
+    return f"{name}: {text}"
 
 
 def _invalid_port(url: str | None) -> bool:
