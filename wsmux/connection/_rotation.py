@@ -98,7 +98,8 @@ class Rotation:
         self.caught_up = False  # the new connection repeated what the old one published
         # Without ids, the raw frames the old one published: only to see the
         # new stream overlap it (equal frames are never dropped for that).
-        self.frames: dict[Any, None] | None = {} if message_id is None else None
+        # (With ids too: messages with no id are seen to overlap that way.)
+        self.frames: dict[Any, None] | None = {}
         self.fence: int | None = None
         self.duplicates = 0
         self.published_old = 0
@@ -129,7 +130,6 @@ class Rotation:
         except TypeError:
             self.seen = None
             self.message_id = None
-            self.frames = {}  # overlap seen by equal frames from here on
             self.on_unhashable(type(mid))
             return True
         if len(seen) > self._max_ids:
@@ -176,12 +176,11 @@ class Rotation:
         self.held_new.append((received, msg))
         if self.caught_up:
             return
-        if self.seen is not None:
-            self.caught_up = not self._first_time(msg, record=False)
-        elif self.frames is not None and raw is not None:
-            self.caught_up = raw in self.frames
-            if self.caught_up:
-                self.frames = None
+        by_id = self.seen is not None and not self._first_time(msg, record=False)
+        by_frame = self.frames is not None and raw is not None and raw in self.frames
+        if by_id or by_frame:
+            self.caught_up = True
+            self.frames = None
 
     def start_fence(self) -> None:
         """The ping on the old connection is about to be sent."""
