@@ -211,18 +211,10 @@ class Lifecycle:
             # whose own background scope was just cancelled.
             self.hub.close(self.error)
             if sup is not None:
-                for link in list(sup.links):
-                    link.release.set()
-                    link.cancel_helpers()
-                    link.reader_scope.cancel()
-                    if link.conn is None:
-                        link.holder_scope.cancel()  # still connecting
+                sup.stop_links()  # before any await, as above
                 with anyio.CancelScope(shield=True):
                     with anyio.move_on_after(self.options.close_timeout + 0.5):
-                        for link in list(sup.links):
-                            await link.closed.wait()
-                        for link in list(sup.reading):
-                            await link.done.wait()
+                        await sup.wait_links_closed()
         if wait:
             await self.hub.wait_idle()
             idle = self._background_idle

@@ -93,8 +93,10 @@ class Link:
             self.reached.set()
         return self.reached
 
-    def cancel_helpers(self) -> None:
-        """Stop the link's helper tasks (stale watch, rotation trigger)."""
+    def stop(self) -> None:
+        """Stop the reader and the helper tasks; tell the holder to close."""
+        self.release.set()
+        self.reader_scope.cancel()
         self.scope.cancel()
         self.due_scope.cancel()
         self.tail_scope.cancel()

@@ -78,7 +78,6 @@ class Rotation:
         "message_id",
         "on_unhashable",
         "phase",
-        "published_old",
         "seen",
     )
 
@@ -102,7 +101,6 @@ class Rotation:
         self.frames: dict[Any, None] | None = {}
         self.fence: int | None = None
         self.duplicates = 0
-        self.published_old = 0
         self.gap = False
         self._max_ids = max_ids
 
@@ -152,7 +150,6 @@ class Rotation:
         if not self._first_time(msg):
             self.duplicates += 1
             return False
-        self.published_old += 1
         frames = self.frames
         if frames is not None and raw is not None and not self.caught_up:
             frames[raw] = None

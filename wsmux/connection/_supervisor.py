@@ -116,6 +116,20 @@ class Supervisor:
             else:
                 link = await self._rotate(link)
 
+    def stop_links(self) -> None:
+        """Stop every link at once (exit): no await, so nothing is read after."""
+        for link in list(self.links):
+            link.stop()
+            if link.conn is None:
+                link.holder_scope.cancel()  # still connecting
+
+    async def wait_links_closed(self) -> None:
+        """Wait until every socket is closed and every reader has ended."""
+        for link in list(self.links):
+            await link.closed.wait()
+        for link in list(self.reading):
+            await link.done.wait()
+
     def lose(self, conn: Any, error: BaseException) -> None:
         """Treat the link of ``conn`` as lost (a send on it failed)."""
         for link in list(self.links):
@@ -245,8 +259,7 @@ class Supervisor:
                             log.debug("closing connection %d: %r", link.id, exc)
         finally:
             self.links.discard(link)
-            link.cancel_helpers()
-            link.reader_scope.cancel()
+            link.stop()
             link.closed.set()
 
     async def _hold_context(
