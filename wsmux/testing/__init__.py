@@ -4,8 +4,10 @@
 thread with its own event loop, so one object serves sync, asyncio and trio
 tests alike. It plays a small exchange: a scripted feed of Binance-style trades
 and depth diffs, subscriptions and requests, listen keys with expiry, and
-faults on command or on a schedule. It records every handshake, connection and
-client message so tests can check what a client did.
+faults on command or on a schedule, and an exchange's limits (streams per
+connection, connection attempts per window, inbound messages per second). It
+records every handshake, connection and client message so tests can check
+what a client did.
 
 Example::
 
@@ -25,9 +27,10 @@ the server with ``async with`` or :meth:`FeedServer.stop_async`: a blocking
 
 This package owns the server and nothing of the multiplexer: it imports
 websockets, anyio and orjson, never another part of wsmux. Start reading at
-``_server`` (the public controls), then ``_core`` (the loop thread, handshakes
-and connections), ``_feed`` and ``_generator`` (the scripted feed), ``_faults``
-(faults and schedules), ``_records`` (what is kept), ``_keys`` and ``_waiters``.
+``_server`` and ``_controls`` (the public controls), then ``_core`` (the loop
+thread, handshakes and connections), ``_limits`` (the exchange's limits),
+``_feed`` and ``_generator`` (the scripted feed), ``_faults`` (faults and
+schedules), ``_records`` (what is kept), ``_keys`` and ``_waiters``.
 """
 
 from ._faults import FAULTS
