@@ -9,6 +9,7 @@ adapters override; the supervisor sees them only as :class:`Hooks`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Literal
 
@@ -106,6 +107,11 @@ class Multiplexer:
         rotation_interval: The least time between two planned rotations:
             one requested sooner waits, and the wait grows while requests
             keep coming early (logged at WARNING once).
+        max_age: Rotate a connection once it has been open this many
+            seconds: the same planned, gap-free rotation as
+            ``_when2create_new_ws`` asks for, whichever comes first. Set it
+            below an exchange's own cut-off (Binance closes connections at
+            24 h: ``max_age=23.5 * 3600``). None (default): no age limit.
         backoff: The reconnection delays; default
             ``Backoff(backoff_base, backoff_cap)``.
         send_timeout: How long ``send`` waits for an open connection.
@@ -123,6 +129,7 @@ class Multiplexer:
 
     Raises:
         ValueError: An option is out of range, or ``transport`` is unknown.
+        TypeError: ``url``, ``name`` or ``max_age`` has the wrong type.
         ImportError: ``transport="picows"`` and picows is not installed.
     """
 
@@ -148,6 +155,7 @@ class Multiplexer:
         retry_after_cap: float = 300.0,
         rotation_drain: float = 5.0,
         rotation_interval: float = 1.0,
+        max_age: float | None = None,
         backoff: Backoff | None = None,
         # sending
         send_timeout: float = 10.0,
@@ -184,6 +192,11 @@ class Multiplexer:
             raise ValueError(f"rotation_drain must be > 0, not {rotation_drain!r}")
         if not rotation_interval >= 0:
             raise ValueError(f"rotation_interval must be >= 0, not {rotation_interval!r}")
+        if max_age is not None:
+            if isinstance(max_age, bool) or not isinstance(max_age, int | float):
+                raise TypeError(f"max_age must be a number of seconds or None, not {max_age!r}")
+            if not 0 < max_age < math.inf:
+                raise ValueError(f"max_age must be > 0 and finite, or None, not {max_age!r}")
         if not (backoff_base > 0 and backoff_cap >= backoff_base):
             raise ValueError("backoff_base must be > 0 and backoff_cap >= backoff_base")
         if transport == "picows":
@@ -216,6 +229,7 @@ class Multiplexer:
             subscribe_chunk=subscribe_chunk,
             reconnect_args=tuple(reconnect_args),
             transport=transport,
+            max_age=None if max_age is None else float(max_age),
         )
         self._backoff = backoff
         self._hub = Hub(drain_timeout=drain_timeout)

@@ -32,6 +32,7 @@ class Options:
     subscribe_chunk: int
     reconnect_args: tuple[Any, ...]
     transport: str = "websockets"
+    max_age: float | None = None
 
 
 class MultiplexerStats(NamedTuple):

@@ -2,9 +2,10 @@
 
 The supervisor task is the only one that decides which link is live:
 
-* planned rotation: when the live link's ``_when2create_new_ws()`` completes,
-  open the next link (its own trigger armed before any of its messages is
-  published) and cut over at the old link's fence, as described in
+* planned rotation: when the live link's ``_when2create_new_ws()`` completes
+  or the link is ``max_age`` seconds old (whichever comes first), open the
+  next link (its own trigger armed before any of its messages is published)
+  and cut over at the old link's fence, as described in
   :mod:`wsmux.connection._rotation`;
 * unplanned loss: mark a gap, call the disconnect callback, back off,
   reconnect, replay subscriptions, call the reconnect callback.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterator
 from time import time as _wall
 from typing import Any
@@ -279,10 +281,14 @@ class Supervisor:
     async def _watch_due(self, link: Link, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         with link.due_scope:
             task_status.started()
+            max_age = self.options.max_age
             try:
-                await self.hooks.rotation_due()
+                with anyio.move_on_after(math.inf if max_age is None else max_age) as aged:
+                    await self.hooks.rotation_due()
             except Exception as exc:
                 log.info("_when2create_new_ws raised %r: rotating now", exc)
+            if aged.cancelled_caught:
+                log.info("connection %d is %.6gs old (max_age): rotating", link.id, max_age)
             link.due.set()
 
     # -- reading -------------------------------------------------------------
