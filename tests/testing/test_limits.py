@@ -112,6 +112,20 @@ def test_a_paced_client_never_exceeds_the_budget() -> None:
     assert stats.connect_window_max <= 3 and stats.connect_rate_limited == 0
 
 
+@pytest.mark.anyio
+async def test_a_multiplexer_waits_out_retry_after_and_is_never_banned() -> None:
+    """Reconnecting at once after a drop meets a 429; wsmux honours Retry-After."""
+    async with FeedServer(connect_limit=(1, 1.0)) as srv:
+        mux = wsmux.Multiplexer(srv.url, backoff_base=0.01, backoff_cap=0.02)
+        async with mux:
+            srv.drop()
+            with anyio.fail_after(15):
+                await srv.wait_until_async(lambda: srv.stats().accepted == 2)
+        stats = srv.stats()
+    assert stats.connect_rate_limited >= 1 and stats.connect_banned == 0
+    assert stats.connect_window_max == 2  # the refused attempt, and no other
+
+
 @pytest.mark.parametrize("bad", [(0, 1.0), (1, 0), (1, -1.0), (1.5, 1.0), [1, 1.0], 5, (1,)])
 def test_limits_are_checked(bad: Any) -> None:
     with pytest.raises((TypeError, ValueError)):
@@ -219,6 +233,8 @@ def test_a_delayed_connection_does_not_hold_back_the_others() -> None:
         with pytest.raises(TimeoutError):
             slow.recv(0.05)
         assert srv.delay(conn=None) == 2  # off again, for every connection
+        # The held frames go out at once, in order.
+        assert [seq for seq, _ in feed_seqs(slow, 100)] == list(range(1, 101))
 
 
 @pytest.mark.parametrize(

@@ -90,7 +90,8 @@ class FaultControls:
         Each frame waits from when it was queued, and never overtakes the
         frame ahead of it: order is kept, and the frames of other connections
         are not held back. The delay stays until changed; ``delay()`` (both
-        0) turns it off. It applies to connections open now, not later ones.
+        0) turns it off and sends what it held at once. It applies to
+        connections open now, not later ones.
         In a feed without a ``rate``, a delayed connection that falls
         ``queue_size`` frames behind slows the feed down, as a slow reader does.
 

@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import itertools
 import logging
+import math
 import random
 import threading
 import time
@@ -344,7 +345,8 @@ class FeedCore:
         if refusal is not None:
             code, wait = refusal
             response = json_response(conn, code, _REFUSALS[code])
-            response.headers["Retry-After"] = f"{wait:.3f}"
+            # Rounded up: a client that waits exactly this long is admitted.
+            response.headers["Retry-After"] = f"{math.ceil(wait * 1000) / 1000:.3f}"
             return response
         if self.limits.over_topics(set(), topics):
             return json_response(conn, 400, {"code": 2, "msg": "Max number of streams exceeded"})

@@ -108,6 +108,8 @@ class Faults:
         with self._core.waiters.lock:
             for live in lives:
                 live.rec.delay = (fixed, jitter)
+        for live in lives:
+            live.retimed.set()
         return self._core.count("delay", lives) if fixed or jitter else len(lives)
 
     # ----------------------------------------------------------- handshakes

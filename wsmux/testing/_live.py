@@ -28,7 +28,7 @@ __all__ = ["HandshakeFaults", "Live", "answer", "split_path"]
 class Live:
     """Server-side state of one open connection (server thread only)."""
 
-    __slots__ = ("feed", "queue", "rec", "topics", "writer", "ws")
+    __slots__ = ("feed", "queue", "rec", "retimed", "topics", "writer", "ws")
 
     def __init__(self, ws: ServerConnection, rec: ConnectionRecord, queue_size: int) -> None:
         self.ws = ws
@@ -37,6 +37,7 @@ class Live:
         self.topics = {normalize_topic(t) for t in rec.subscriptions}
         self.writer: asyncio.Task[None] | None = None
         self.feed: asyncio.Task[None] | None = None
+        self.retimed = asyncio.Event()  # the delay changed: a held frame is timed again
 
     @property
     def muted(self) -> bool:
@@ -52,17 +53,13 @@ class Live:
 
     async def write(self, counts: Counter[str], rng: random.Random) -> None:
         """Write what is queued until the connection closes (the writer task)."""
-        ws, queue, rec, loop = self.ws, self.queue, self.rec, self.ws.loop
-        due = 0.0  # never before the frame ahead of it: a delay keeps the order
+        ws, queue, rec = self.ws, self.queue, self.rec
         try:
             while True:
                 data, text, queued_at = await queue.get()
                 try:
-                    fixed, jitter = rec.delay
-                    if fixed or jitter:
-                        due = max(due, queued_at + fixed + rng.uniform(0.0, jitter))
-                        if due > loop.time():
-                            await asyncio.sleep(due - loop.time())
+                    if rec.delay != (0.0, 0.0):
+                        await self._hold(queued_at, rng)
                     if not (rec.silent or rec.half_open):
                         await ws.send(data, text=text)
                         rec.sent += 1
@@ -71,6 +68,26 @@ class Live:
                     queue.task_done()
         except ConnectionClosed:
             return  # the handler records how the connection ended
+
+    async def _hold(self, queued_at: float, rng: random.Random) -> None:
+        """Hold a frame until its delay from ``queued_at`` is over, or the delay is removed.
+
+        One writer sends in queue order, so a frame held longer than the one
+        behind it holds that one too: order is kept, and only this connection
+        waits.
+        """
+        loop = self.ws.loop
+        while self.rec.delay != (0.0, 0.0):
+            fixed, jitter = self.rec.delay
+            wait = queued_at + fixed + rng.uniform(0.0, jitter) - loop.time()
+            if wait <= 0:
+                return
+            self.retimed.clear()
+            try:
+                async with asyncio.timeout(wait):
+                    await self.retimed.wait()
+            except TimeoutError:
+                return
 
 
 class HandshakeFaults:
