@@ -126,6 +126,18 @@ async def test_a_multiplexer_waits_out_retry_after_and_is_never_banned() -> None
     assert stats.connect_window_max == 2  # the refused attempt, and no other
 
 
+@pytest.mark.anyio
+async def test_a_banned_multiplexer_fails_with_the_418() -> None:
+    async with FeedServer(connect_limit=(1, 30.0)) as srv:
+        with connect(srv.url):
+            pass
+        assert refused(srv.url).response.status_code == 429
+        with pytest.raises(wsmux.FatalConnectError, match="418"), anyio.fail_after(15):
+            async with wsmux.Multiplexer(srv.url):
+                pass
+        assert srv.stats().connect_banned == 1
+
+
 @pytest.mark.parametrize("bad", [(0, 1.0), (1, 0), (1, -1.0), (1.5, 1.0), [1, 1.0], 5, (1,)])
 def test_limits_are_checked(bad: Any) -> None:
     with pytest.raises((TypeError, ValueError)):
