@@ -10,6 +10,8 @@ Public names live here; the subpackages behind them are private, one per layer
 * the top modules: the ``Multiplexer`` front object (``_mux``), which holds a
   lifecycle (``_lifecycle``), outbound traffic (``_outbound``) and the status
   the supervisor reports to; options, exceptions, logging;
+* :mod:`wsmux.pool`: several supervised connections into one hub
+  (sharding topics, shared limits, redundant copies merged by id);
 * :mod:`wsmux.threads`: a multiplexer on its own loop thread.
 
 :mod:`wsmux.testing` holds a local feed server, :mod:`wsmux.compat` the
@@ -45,6 +47,7 @@ from .connection._transport import Connection
 from .fanout._hub import Hub
 from .fanout._messages import Messages
 from .fanout._stream import Overflow, Stream, StreamStatistics
+from .pool import ConnectBudget, Pool, PoolConnection
 from .threads._mux_thread import MuxThread, ThreadStream, run_in_thread
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
     "BinanceSpotRule",
     "BookStatistics",
     "BookSync",
+    "ConnectBudget",
     "ConnectError",
     "Connection",
     "ConnectionGap",
@@ -68,6 +72,8 @@ __all__ = [
     "OrderBook",
     "OutOfSync",
     "Overflow",
+    "Pool",
+    "PoolConnection",
     "RequestTimeout",
     "RetriesExhausted",
     "State",

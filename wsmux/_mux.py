@@ -10,7 +10,7 @@ adapters override; the supervisor sees them only as :class:`Hooks`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any, Literal
 
 import anyio
@@ -24,7 +24,7 @@ from ._options import MultiplexerStats, Options
 from ._outbound import Outbound
 from .connection._backoff import Backoff
 from .connection._ratelimit import RateLimiter
-from .connection._status import ENDED, LIVE, Hooks, State, Status
+from .connection._status import ENDED, LIVE, Gate, Hooks, Sink, State, Status
 from .connection._supervisor import Supervisor
 from .connection._transport import Connection, ScrubbingLogger, default_connect
 from .fanout import (
@@ -233,6 +233,8 @@ class Multiplexer:
         )
         self._backoff = backoff
         self._hub = Hub(drain_timeout=drain_timeout)
+        self._sink: Sink = self._hub  # where the supervisor publishes (see _join)
+        self._gate: Gate | None = None
         self._status = Status(
             self._name,
             on_disconnect=lambda: self._life.call_back("disconnect_fn"),
@@ -650,8 +652,41 @@ class Multiplexer:
 
     def _new_supervisor(self, tg: Any) -> Supervisor:
         return Supervisor(
-            self._hooks(), self._hub, self._options, self._status, tg, backoff=self._backoff
+            self._hooks(),
+            self._sink,
+            self._options,
+            self._status,
+            tg,
+            backoff=self._backoff,
+            gate=self._gate,
         )
+
+    def _join(
+        self,
+        sink: Sink,
+        *,
+        gate: Gate | None = None,
+        rate: RateLimiter | None = None,
+        ids: Iterator[int] | None = None,
+    ) -> None:
+        """Serve as one connection of a larger source (used by :class:`wsmux.Pool`).
+
+        Messages go to ``sink`` instead of this multiplexer's own hub (whose
+        streams then see none), each connection attempt first asks ``gate``,
+        outbound messages wait for ``rate`` (unless an outbound rate was set
+        here already), and request and subscribe ids come from ``ids``.
+
+        Raises:
+            RuntimeError: The multiplexer was started already.
+        """
+        if self._status.state != State.IDLE:
+            raise RuntimeError(f"{self!r} was started already")
+        self._sink = sink
+        self._gate = gate
+        if self._out.rate is None:
+            self._out.rate = rate
+        if ids is not None:
+            self._out.ids = ids
 
     def _live(self) -> tuple[Any, set[str]] | None:
         sup = self._life.sup

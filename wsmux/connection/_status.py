@@ -19,7 +19,7 @@ import anyio
 
 from .._log import log
 
-__all__ = ["ENDED", "Hooks", "Sink", "State", "Status"]
+__all__ = ["ENDED", "Gate", "Hooks", "Sink", "State", "Status"]
 
 
 class State(StrEnum):
@@ -57,6 +57,18 @@ class Sink(Protocol):
         ...
 
 
+class Gate(Protocol):
+    """What the supervisor asks before each connection attempt (a shared budget)."""
+
+    async def acquire(self) -> None:
+        """Wait until an attempt may be made, and count it."""
+        ...
+
+    def release(self) -> None:
+        """Say that the attempt's handshake is over."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Hooks:
     """The adapter's hooks, as the supervisor calls them.
@@ -69,8 +81,8 @@ class Hooks:
         parse: A plain parser, or None for the default (orjson, bytes in).
         async_parse: A coroutine parser, or None.
         message_id: The message's unique id, or None without the hook.
-        topics_changed: Called after a rotation, to send topic changes made
-            while it ran.
+        topics_changed: Called once a connection is live (after a
+            connect or a rotation), to send topic changes made meanwhile.
         label: How the connection is named in logs (free of secrets).
         url: The URL (secret-bearing), only to scrub it from error texts.
     """

@@ -37,7 +37,7 @@ from ._backoff import Backoff
 from ._fence import fence_of
 from ._link import CountingRecv, Link, Role, describe_close
 from ._rotation import Rotation
-from ._status import Hooks, Sink, State, Status
+from ._status import Gate, Hooks, Sink, State, Status
 from ._transport import classify
 
 __all__ = ["Supervisor"]
@@ -58,6 +58,9 @@ class Supervisor:
         status: Where state and counters are reported.
         tg: The task group that runs the links' tasks.
         backoff: The reconnection delays (default: from the options).
+        gate: Asked before each connection attempt (a shared
+            connection-attempt budget); waiting for it is not part of
+            ``open_timeout``.
     """
 
     def __init__(
@@ -68,8 +71,10 @@ class Supervisor:
         status: Status,
         tg: anyio.abc.TaskGroup,
         backoff: Backoff | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.hooks = hooks
+        self.gate = gate
         self.sink = sink
         self.options = options
         self.status = status
@@ -196,12 +201,19 @@ class Supervisor:
 
     async def _open(self) -> Link:
         """Open one connection, prepare and subscribe it, arm its trigger."""
+        gate = self.gate
+        if gate is not None:
+            await gate.acquire()
         self._next_id += 1
         link = Link(self._next_id)
         opts = self.options
         try:
             with _timeout_reason(link, opts.open_timeout):
-                await self.tg.start(self._hold, link, name=f"wsmux connection {link.id}")
+                try:
+                    await self.tg.start(self._hold, link, name=f"wsmux connection {link.id}")
+                finally:
+                    if gate is not None:
+                        gate.release()  # the handshake is over, either way
                 conn = link.conn
                 link.fence = fence_of(conn)  # counts every frame from here on
                 try:
@@ -402,6 +414,8 @@ class Supervisor:
         self.live = link
         self._start_reader(link)
         self.status.set(State.OPEN)
+        # Topics changed while it connected (after its replay) reach it now.
+        self.hooks.topics_changed()
 
     async def _rotate(self, old: Link) -> Link:
         """Planned rotation: a new connection replaces ``old`` with no gap."""
