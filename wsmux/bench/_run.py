@@ -11,7 +11,9 @@ read the same bursts through a multiplexer:
 * ``d``: 100 catch-all streams on a tenth of the burst (true broadcast);
 * ``e``: one async handler;
 * ``f``: ``a`` on the picows transport (``wsmux[fast]``); runs by default
-  when picows is installed.
+  when picows is installed;
+* ``pool`` (only when named): p50/p99 latency of one link, one link with
+  2 ms of jitter, and ``Pool(redundancy=2)`` over both (:mod:`._pool`).
 
 Repetitions are interleaved (baseline, a, b, ... then again) so that drift
 of the machine hits every scenario alike; the median is reported, and the
@@ -36,6 +38,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._memory import run_memory
+from ._pool import run_pool_latency
 from ._report import BenchResult, check_targets, machine, print_table
 from ._scenarios import DEFAULT, SCENARIOS, run_latency, run_throughput
 
@@ -122,15 +125,19 @@ def run_bench(
     if quick:
         messages, repeat = 2000, 1
     names = scenarios or ([*DEFAULT, "f"] if _have_picows() else DEFAULT)
-    unknown = sorted(set(names) - {s[0] for s in SCENARIOS})
+    unknown = sorted(set(names) - {s[0] for s in SCENARIOS} - {"pool"})
     if unknown:
         raise ValueError(f"unknown scenario(s): {', '.join(unknown)}")
-    names = ["baseline", *[x for x in names if x != "baseline"]]
+    pool = "pool" in names  # latency of a redundant pair: wsmux.bench._pool
+    names = ["baseline", *[x for x in names if x not in ("baseline", "pool")]]
     lat: dict[str, dict[str, float]] = {}
     with _feed_server() as port:
         scen = run_throughput(port, messages, repeat, names, progress)
         if latency:
             lat = run_latency(port, 500 if quick else 6000, progress)
+    if pool:
+        for key, value in run_pool_latency(300 if quick else 3000, progress=progress).items():
+            lat[f"pool {key}"] = value
     mem: dict[str, float] = {}
     if memory:
         mem = run_memory(1000 if quick else 10_000, 20_000 if quick else 1_000_000)
@@ -187,7 +194,10 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions")
     parser.add_argument("--quick", action="store_true", help="a tiny run (for tests)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--scenarios", help="comma-separated subset of a,b,c,d,e,f (f: picows)")
+    parser.add_argument(
+        "--scenarios",
+        help="comma-separated subset of a,b,c,d,e,f (f: picows), and pool (redundancy latency)",
+    )
     parser.add_argument("--no-latency", action="store_true", help="skip the latency probe")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probe")
     parser.set_defaults(func=_main)

@@ -25,6 +25,9 @@ from ..connection._status import Sink
 
 __all__ = ["CopySink", "Merger"]
 
+#: Replies to subscribes have no id as a rule: said once a minute, at INFO.
+_no_id = RateLimitedLog(logging.INFO, 60.0)
+
 
 class Merger:
     """The ids seen on one shard, shared by the sinks of its copies.
@@ -38,7 +41,6 @@ class Merger:
 
     __slots__ = (
         "_errors",
-        "_no_id",
         "_order",
         "_seen",
         "copies",
@@ -69,7 +71,6 @@ class Merger:
         #: Losses that left no copy covering the shard (gaps published).
         self.gaps = 0
         self._errors = RateLimitedLog(logging.ERROR)
-        self._no_id = RateLimitedLog(logging.WARNING)
 
     def __repr__(self) -> str:
         return (
@@ -95,7 +96,7 @@ class Merger:
             self._errors("_message_id raised %r; the message is delivered from every copy", exc)
             return True
         if key is None:
-            self._no_id("a message without an id (%.80r) is delivered from every copy", msg)
+            _no_id("a message without an id (%.80r) is delivered from every copy", msg)
             return True
         seen = self._seen
         try:
