@@ -165,3 +165,49 @@ async def test_requests_and_sends_go_through_one_connection() -> None:
         async with pool2:
             with pytest.raises(Exception, match="no connection"):
                 await pool2.send("x")
+
+
+async def test_a_factory_that_raises_leaves_nothing_placed() -> None:
+    with FeedServer() as srv:
+        made = 0
+
+        def factory() -> Multiplexer:
+            nonlocal made
+            made += 1
+            if made == 2:
+                raise RuntimeError("no more")
+            return Multiplexer(srv.url, **FAST)
+
+        pool = Pool(factory, max_topics=1)
+        async with pool:
+            await pool.subscribe("sym0@trade")
+            with pytest.raises(RuntimeError, match="no more"):
+                await pool.subscribe("sym1@trade")
+            assert [c.topics for c in pool.connections] == [("sym0@trade",)]
+            await pool.subscribe("sym2@trade")  # places sym1 and sym2 again
+            assert sorted(t for c in pool.connections for t in c.topics) == [
+                "sym0@trade",
+                "sym1@trade",
+                "sym2@trade",
+            ]
+
+
+async def test_exit_from_an_async_handler_of_the_pool() -> None:
+    with FeedServer() as srv:
+        pool = Pool(lambda: Multiplexer(srv.url, **FAST))
+        seen: list[Any] = []
+
+        async def handler(msg: Any) -> None:
+            seen.append(msg)
+            await pool.exit()
+
+        pool.add_handler(handler, {"e": "trade"})
+        everything = pool.stream_filter()
+        with anyio.fail_after(10):
+            async with pool:
+                await pool.subscribe("sym0@trade")
+                await pool.wait_connected()
+                srv.start_feed(rate=200)
+                async for _ in everything:  # ends once the handler has exited the pool
+                    pass
+        assert seen and pool.state == State.CLOSED

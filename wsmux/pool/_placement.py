@@ -173,6 +173,15 @@ class Placement:
             plan.new.append(shard)
         return plan
 
+    def discard(self, shard: Shard) -> None:
+        """Forget a shard and its topics (they are placed again next time)."""
+        if shard in self.shards:
+            self.shards.remove(shard)
+        for topic in shard.topics:
+            if self._where.get(topic) is shard:
+                del self._where[topic]
+        shard.topics.clear()
+
     def _put(self, shard: Shard, topics: list[str]) -> None:
         for topic in topics:
             shard.topics[topic] = None

@@ -302,7 +302,15 @@ class Pool:
             if not plan or tg is None or self._exiting:
                 return
             for shard in plan.new:
-                await self._members.open(shard, tg)
+                try:
+                    await self._members.open(shard, tg)
+                except BaseException:
+                    # The factory failed: no half-made shard stays placed (its
+                    # topics are placed again at the next change).
+                    self._placement.discard(shard)
+                    with anyio.CancelScope(shield=True):
+                        await self._members.close(shard)
+                    raise
             errors: list[Exception] = []
 
             async def each(fn: Callable[[], Any]) -> None:
