@@ -16,13 +16,13 @@ import anyio
 import anyio.abc
 
 from .._exceptions import MultiplexerClosed, NotConnected, RequestTimeout
-from .._lifecycle import IN_OWN_TASK
 from .._log import log
 from .._mux import Multiplexer, MultiplexerStats, _OwnTask, _TypedStream
 from ..connection._budget import ConnectBudget
-from ..connection._status import ENDED, State
+from ..connection._status import State
 from ..fanout import Filters, Handler, Hub, Overflow, Stream, compile_filters, is_async_callable
 from ..fanout._handlers import decorator
+from ._life import PoolLife
 from ._members import Member, Members, PoolConnection
 from ._placement import Placement, Wanted, check_topics
 
@@ -126,7 +126,7 @@ class Pool:
             connect_budget,
             send_rate,
             dedup_window,
-            self._fail,
+            self._failed,
         )
         if redundancy > 1:
             probe = self._members.make(0)
@@ -137,12 +137,8 @@ class Pool:
                     " each message's unique id"
                 )
             self._members.spare = probe  # the first connection it makes
-        self._state = State.IDLE
-        self._error: BaseException | None = None
-        self._exiting = False
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._life = PoolLife(self._hub, self._members, name)
         self._lock: anyio.Lock | None = None
-        self._changed = anyio.Event()
 
     def __repr__(self) -> str:
         return f"<Pool {self._name!r} {self.state} connections={len(self._members.all)}>"
@@ -257,7 +253,7 @@ class Pool:
             MultiplexerClosed: The pool has exited.
         """
         checked = check_topics(topics)
-        self._check_open()
+        self._life.check_open()
         self._wanted.add(checked)
         await self._sync()
 
@@ -271,7 +267,7 @@ class Pool:
             MultiplexerClosed: The pool has exited.
         """
         checked = check_topics(topics)
-        self._check_open()
+        self._life.check_open()
         self._wanted.remove(checked)
         await self._sync()
 
@@ -281,8 +277,9 @@ class Pool:
         return self._wanted.topics
 
     def _topics_changed(self) -> None:
-        if self._tg is not None and not self._exiting:
-            self._tg.start_soon(self._sync_logged, name="wsmux pool topics")
+        life = self._life
+        if life.tg is not None and not life.exiting:
+            life.tg.start_soon(self._sync_logged, name="wsmux pool topics")
 
     async def _sync_logged(self) -> None:
         try:
@@ -292,14 +289,15 @@ class Pool:
 
     async def _sync(self) -> None:
         """Bring the connections in line with the wanted topics."""
-        if self._tg is None or self._exiting:
+        life = self._life
+        if life.tg is None or life.exiting:
             return  # placed when the pool starts
         if self._lock is None:
             self._lock = anyio.Lock()
         async with self._lock:
-            tg = self._tg
+            tg = life.tg
             plan = self._placement.apply(self._wanted.topics)
-            if not plan or tg is None or self._exiting:
+            if not plan or tg is None or life.exiting:
                 return
             for shard in plan.new:
                 try:
@@ -328,7 +326,7 @@ class Pool:
                 for shard, added in plan.add:
                     for member in shard.members:
                         work.start_soon(each, lambda m=member, a=added: m.mux.subscribe(*a))
-            self._signal()
+            life.signal()
             if errors:
                 raise errors[0]
 
@@ -342,8 +340,8 @@ class Pool:
     @property
     def state(self) -> State:
         """The pool's state: open when every connection is, reconnecting while one is not."""
-        if self._state is not State.OPEN:
-            return self._state
+        if self._life.state is not State.OPEN:
+            return self._life.state
         if all(member.live for member in self._members.all):
             return State.OPEN
         return State.RECONNECTING
@@ -363,7 +361,7 @@ class Pool:
             MultiplexerClosed: The pool has exited.
             TypeError: The message cannot be encoded.
         """
-        self._check_open()
+        self._life.check_open()
         member = self._live_member()
         if member is None:
             raise NotConnected(f"{self._name} has no connection: subscribe to a topic first")
@@ -385,7 +383,7 @@ class Pool:
         """
         if not isinstance(msg, dict):
             raise TypeError(f"request() takes a dict, not {type(msg).__name__}")
-        self._check_open()
+        self._life.check_open()
         member = self._live_member()
         if member is None:
             raise NotConnected(f"{self._name} has no connection: subscribe to a topic first")
@@ -419,23 +417,12 @@ class Pool:
         """
         deadline = anyio.current_time() + (math.inf if timeout is None else timeout)
         while True:
-            self._check_open()
-            if self._state is State.OPEN and self.state is State.OPEN:
+            self._life.check_open()
+            if self._life.state is State.OPEN and self.state is State.OPEN:
                 return
             if anyio.current_time() >= deadline:
                 raise NotConnected(f"not every connection of {self._name} was open in time")
-            events = [self._changed] + [m.mux._state_changed for m in self._members.all]
-            await _any_set(events, deadline)
-
-    def _signal(self) -> None:
-        event, self._changed = self._changed, anyio.Event()
-        event.set()
-
-    def _check_open(self) -> None:
-        if self._state in ENDED or self._exiting:
-            if self._error is not None:
-                raise MultiplexerClosed(f"{self._name} failed: {self._error}") from self._error
-            raise MultiplexerClosed(f"{self._name} has exited")
+            await self._life.wait_change(deadline)
 
     def stats(self) -> MultiplexerStats:
         """Return the counters of every connection, open and closed, added up.
@@ -459,87 +446,19 @@ class Pool:
             **totals,
         )
 
-    # -- lifecycle -------------------------------------------------------------------
+    # -- lifecycle --------------------------------------------------------------------
 
-    def _fail(self, error: BaseException) -> None:
-        """A connection died for good: the pool fails with its error."""
-        if self._exiting or self._error is not None:
-            return
-        log.error("%s: a connection failed: %s", self._name, error)
-        self._error = error
-        self._state = State.FAILED
-        self._hub.close(error)
-        self._signal()
-        if self._tg is not None:
-            self._tg.start_soon(self._shutdown, False, name="wsmux pool shutdown")
+    def _failed(self, error: BaseException) -> None:
+        self._life.fail(error)
 
     async def __aenter__(self) -> Pool:
-        await self._start()
+        await self._life.start(self._sync)
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        await self._finish()
-        if self._error is not None and exc is None:
-            raise self._error
-
-    async def _start(self) -> None:
-        if self._exiting:
-            raise MultiplexerClosed(f"{self._name} has exited; create a new one")
-        if self._state is not State.IDLE:
-            raise RuntimeError(f"{self!r} was already started")
-        self._changed = anyio.Event()  # bound to the loop that runs the pool
-        self._state = State.CONNECTING
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
-        try:
-            await self._hub.__aenter__()
-            await self._sync()
-            await self._wait_first()
-        except BaseException:
-            await self._finish()
-            raise
-        if self._error is not None:
-            await self._finish()
-            raise self._error
-        self._state = State.OPEN
-        self._signal()
-
-    async def _wait_first(self) -> None:
-        """Wait until every connection opened once, or the pool failed."""
-        while self._error is None and not all(m.live for m in self._members.all):
-            events = [self._changed] + [m.mux._state_changed for m in self._members.all]
-            await _any_set(events, math.inf)
-
-    async def _shutdown(self, wait: bool = True) -> None:
-        if not self._exiting:
-            self._exiting = True
-            if self._state is not State.FAILED:
-                self._state = State.CLOSING
-            self._hub.close(self._error)
-            self._signal()
-            with anyio.CancelScope(shield=True):
-                await self._members.exit_all()
-        if wait:
-            await self._hub.wait_idle()
-
-    async def _finish(self) -> None:
-        try:
-            with anyio.CancelScope(shield=True):
-                await self._shutdown(wait=True)
-                with anyio.move_on_after(10):
-                    await self._members.wait_all_done()
-        finally:
-            tg, self._tg = self._tg, None
-            try:
-                await self._hub.__aexit__(None, None, None)
-            finally:
-                try:
-                    if tg is not None:
-                        tg.cancel_scope.cancel()
-                        await tg.__aexit__(None, None, None)
-                finally:
-                    self._state = State.FAILED if self._error is not None else State.CLOSED
+        await self._life.finish()
+        if self._life.error is not None and exc is None:
+            raise self._life.error
 
     async def run(self) -> None:
         """Run until :meth:`exit` is called (for use in a task).
@@ -548,38 +467,11 @@ class Pool:
             FatalConnectError: A connection failed for good.
             RetriesExhausted: A connection ran out of ``max_attempts``.
         """
-        if self._exiting and self._tg is None:
-            return
-        await self._start()
-        try:
-            while not self._exiting and self._state not in ENDED:
-                await _any_set([self._changed], math.inf)
-        finally:
-            await self._finish()
-        if self._error is not None:
-            raise self._error
+        await self._life.run(self._sync)
 
     async def exit(self) -> None:
         """Close every connection, end every stream, and wait until done.
 
         Idempotent and safe from any task, an async handler's included.
         """
-        if self._state is State.IDLE and self._tg is None:
-            self._exiting = True
-            self._hub.close()
-            self._state = State.CLOSED
-            return
-        await self._shutdown(wait=not IN_OWN_TASK.get())
-
-
-async def _any_set(events: list[anyio.Event], deadline: float) -> None:
-    """Wait until one of the events is set, or until ``deadline``."""
-    with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
-        async with anyio.create_task_group() as tg:
-
-            async def wait(event: anyio.Event) -> None:
-                await event.wait()
-                tg.cancel_scope.cancel()
-
-            for event in events:
-                tg.start_soon(wait, event)
+        await self._life.exit()
