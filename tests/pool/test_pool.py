@@ -211,3 +211,20 @@ async def test_exit_from_an_async_handler_of_the_pool() -> None:
                 async for _ in everything:  # ends once the handler has exited the pool
                     pass
         assert seen and pool.state == State.CLOSED
+
+
+async def test_run_in_a_task_until_exit() -> None:
+    with FeedServer() as srv:
+        pool = Pool(lambda: Multiplexer(srv.url, **FAST))
+        await pool.subscribe("sym0@trade")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pool.run)
+            with anyio.fail_after(10):
+                while pool.state != State.OPEN:
+                    await anyio.sleep(0.01)
+                assert [c.state for c in pool.connections] == ["open"]
+                await pool.exit()
+        assert pool.state == State.CLOSED
+        await pool.exit()  # idempotent
+        with pytest.raises(MultiplexerClosed):
+            await pool.subscribe("sym1@trade")
