@@ -668,13 +668,15 @@ class Multiplexer:
         gate: Gate | None = None,
         rate: RateLimiter | None = None,
         ids: Iterator[int] | None = None,
+        name: str | None = None,
     ) -> None:
         """Serve as one connection of a larger source (used by :class:`wsmux.Pool`).
 
         Messages go to ``sink`` instead of this multiplexer's own hub (whose
         streams then see none), each connection attempt first asks ``gate``,
         outbound messages wait for ``rate`` (unless an outbound rate was set
-        here already), and request and subscribe ids come from ``ids``.
+        here already), request and subscribe ids come from ``ids``, and
+        ``name`` (if given) names it in logs and stats.
 
         Raises:
             RuntimeError: The multiplexer was started already.
@@ -687,6 +689,8 @@ class Multiplexer:
             self._out.rate = rate
         if ids is not None:
             self._out.ids = ids
+        if name is not None:
+            self._name = self._redacted = self._status.label = name
 
     def _live(self) -> tuple[Any, set[str]] | None:
         sup = self._life.sup

@@ -52,7 +52,7 @@ class PoolConnection(NamedTuple):
         id: The connection's number in the pool, from 1, never reused.
         shard: The number of the shard (the set of topics) it carries.
         copy: Which copy of the shard it is, from 0 (``redundancy`` copies).
-        name: The connection's name (its multiplexer's ``name``).
+        name: The connection's name in logs: its multiplexer's ``name``, then ``#id``.
         state: Its state: idle, connecting, open, rotating, reconnecting, ...
         topics: The topics it carries.
         stats: Its own counters.
@@ -183,8 +183,9 @@ class Members:
                 if merger is None:
                     merger = Merger(self._hub, mux._message_id, self.redundancy, self._window)
                 sink = merger.sink(_last_frame(mux))
-            mux._join(sink, gate=self._budget, rate=self.rate(), ids=self.ids)
             self._next_id += 1
+            label = f"{mux.stats().name} #{self._next_id}"
+            mux._join(sink, gate=self._budget, rate=self.rate(), ids=self.ids, name=label)
             member = Member(self._next_id, shard, copy, mux, sink)
             shard.members.append(member)
             self.all.append(member)
