@@ -228,3 +228,38 @@ async def test_run_in_a_task_until_exit() -> None:
         await pool.exit()  # idempotent
         with pytest.raises(MultiplexerClosed):
             await pool.subscribe("sym1@trade")
+
+
+class Replaying(Multiplexer):
+    """Says when it builds the subscribe messages of a new connection."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, **FAST)
+        self.replaying = anyio.Event()
+
+    def _subscribe_messages(self, topics: list[str]) -> list[Any]:
+        self.replaying.set()
+        return super()._subscribe_messages(topics)
+
+
+async def test_a_topic_subscribed_while_connecting_reaches_the_connection() -> None:
+    """Subscribed after the new connection's replay began, before it is live
+    (what a pool does to a connection that is reconnecting): sent once live."""
+    with FeedServer() as srv:
+        mux = Replaying(srv.url)
+        await mux.subscribe("sym0@trade")
+
+        async def late() -> None:
+            await mux.replaying.wait()
+            await mux.subscribe("sym1@trade")  # not live yet: remembered only
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(late)
+            async with mux:
+                with anyio.fail_after(10):
+                    await srv.wait_until_async(
+                        lambda: any(
+                            r.subscriptions == {"sym0@trade", "sym1@trade"}
+                            for r in srv.open_connections()
+                        )
+                    )
