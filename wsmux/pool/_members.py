@@ -13,19 +13,27 @@ closed connections are kept, so the pool's totals never go down.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import anyio
 import anyio.abc
 
+from .._exceptions import (
+    ConnectionGap,
+    MultiplexerClosed,
+    NotConnected,
+    RequestTimeout,
+    StreamLagged,
+)
 from .._mux import Multiplexer, MultiplexerStats
 from ..connection._budget import ConnectBudget
 from ..connection._ratelimit import RateLimiter
 from ..connection._status import LIVE, Sink
+from ..fanout import Hub
 from ._merge import CopySink, Merger
-from ._placement import Shard
+from ._placement import Plan, Shard
 
 __all__ = ["Member", "Members", "PoolConnection", "SUMMED"]
 
@@ -192,6 +200,45 @@ class Members:
             await mux.subscribe(*shard.topics)  # not started: replayed once connected
             tg.start_soon(self._run, member, name=f"wsmux pool connection {member.id}")
 
+    async def apply(
+        self, plan: Plan, tg: anyio.abc.TaskGroup, discard: Callable[[Shard], None]
+    ) -> None:
+        """Tell the connections what changed: close, unsubscribe, subscribe, open.
+
+        Every step is tried; the first error is raised at the end. A shard
+        whose connections cannot all be made (the factory raised) is closed
+        and ``discard``-ed, so that no half-made shard stays placed.
+        """
+        errors: list[Exception] = []
+
+        async def each(fn: Callable[[], Awaitable[Any]]) -> None:
+            try:
+                await fn()
+            except Exception as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as work:
+            for shard in plan.close:
+                work.start_soon(each, lambda s=shard: self.close(s))
+            for shard, gone in plan.drop:
+                for member in shard.members:
+                    work.start_soon(each, lambda m=member, g=gone: m.mux.unsubscribe(*g))
+            for shard, added in plan.add:
+                for member in shard.members:
+                    work.start_soon(each, lambda m=member, a=added: m.mux.subscribe(*a))
+        for shard in plan.new:
+            try:
+                await self.open(shard, tg)
+            except BaseException as exc:
+                discard(shard)  # its topics are placed again at the next change
+                with anyio.CancelScope(shield=True):
+                    await self.close(shard)
+                if not isinstance(exc, Exception):
+                    raise
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
     async def _run(self, member: Member) -> None:
         try:
             await member.mux.run()
@@ -232,6 +279,45 @@ class Members:
         """Wait until every connection's task has ended."""
         for member in list(self.all):
             await member.done.wait()
+
+    def pick(self, name: str) -> Member:
+        """An open connection of the pool (the oldest), else the oldest one.
+
+        Raises:
+            NotConnected: The pool has no connection (no topic).
+        """
+        members = self.all
+        if not members:
+            raise NotConnected(f"{name} has no connection: subscribe to a topic first")
+        return next((m for m in members if m.live), members[0])
+
+    async def request(self, hub: Hub, msg: dict[str, Any], timeout: float | None, name: str) -> Any:
+        """Send ``msg`` on one connection; return the reply carrying its id (see ``Pool.request``).
+
+        Raises:
+            NotConnected: No connection, or none open in time.
+            RequestTimeout: No reply in time.
+            MultiplexerClosed: The pool exited meanwhile.
+        """
+        mux = self.pick(name).mux
+        options = mux._options
+        key = options.id_key
+        msg = dict(msg)
+        msg.setdefault(key, next(self.ids))
+        limit = options.request_timeout if timeout is None else timeout
+        async with hub.open_stream({key: msg[key]}, maxsize=16) as replies:
+            try:
+                with anyio.fail_after(limit):
+                    await mux.send(msg, timeout=limit)
+                    while True:
+                        try:
+                            return await replies.receive()
+                        except (StreamLagged, ConnectionGap):
+                            continue
+                        except (anyio.EndOfStream, anyio.ClosedResourceError):
+                            raise MultiplexerClosed(f"{name} has exited") from None
+            except TimeoutError:
+                raise RequestTimeout(f"no reply with {key}={msg[key]!r} within {limit}s") from None
 
     def totals(self) -> dict[str, Any]:
         """The counters of every connection, open and closed, added up."""

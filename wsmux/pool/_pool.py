@@ -15,7 +15,7 @@ from typing import Any, Literal
 import anyio
 import anyio.abc
 
-from .._exceptions import MultiplexerClosed, NotConnected, RequestTimeout
+from .._exceptions import NotConnected
 from .._log import log
 from .._mux import Multiplexer, MultiplexerStats, _OwnTask, _TypedStream
 from ..connection._budget import ConnectBudget
@@ -23,7 +23,7 @@ from ..connection._status import State
 from ..fanout import Filters, Handler, Hub, Overflow, Stream, compile_filters, is_async_callable
 from ..fanout._handlers import decorator
 from ._life import PoolLife
-from ._members import Member, Members, PoolConnection
+from ._members import Members, PoolConnection
 from ._placement import Placement, Wanted, check_topics
 
 __all__ = ["Pool"]
@@ -299,36 +299,10 @@ class Pool:
             plan = self._placement.apply(self._wanted.topics)
             if not plan or tg is None or life.exiting:
                 return
-            for shard in plan.new:
-                try:
-                    await self._members.open(shard, tg)
-                except BaseException:
-                    # The factory failed: no half-made shard stays placed (its
-                    # topics are placed again at the next change).
-                    self._placement.discard(shard)
-                    with anyio.CancelScope(shield=True):
-                        await self._members.close(shard)
-                    raise
-            errors: list[Exception] = []
-
-            async def each(fn: Callable[[], Any]) -> None:
-                try:
-                    await fn()
-                except Exception as exc:
-                    errors.append(exc)
-
-            async with anyio.create_task_group() as work:
-                for shard in plan.close:
-                    work.start_soon(each, lambda s=shard: self._members.close(s))
-                for shard, gone in plan.drop:
-                    for member in shard.members:
-                        work.start_soon(each, lambda m=member, g=gone: m.mux.unsubscribe(*g))
-                for shard, added in plan.add:
-                    for member in shard.members:
-                        work.start_soon(each, lambda m=member, a=added: m.mux.subscribe(*a))
-            life.signal()
-            if errors:
-                raise errors[0]
+            try:
+                await self._members.apply(plan, tg, self._placement.discard)
+            finally:
+                life.signal()
 
     # -- connections -------------------------------------------------------------
 
@@ -346,10 +320,6 @@ class Pool:
             return State.OPEN
         return State.RECONNECTING
 
-    def _live_member(self) -> Member | None:
-        members = self._members.all
-        return next((m for m in members if m.live), members[0] if members else None)
-
     async def send(self, msg: Any, *, timeout: float | None = None) -> None:
         """Send a message on one open connection of the pool.
 
@@ -362,10 +332,7 @@ class Pool:
             TypeError: The message cannot be encoded.
         """
         self._life.check_open()
-        member = self._live_member()
-        if member is None:
-            raise NotConnected(f"{self._name} has no connection: subscribe to a topic first")
-        await member.mux.send(msg, timeout=timeout)
+        await self._members.pick(self._name).mux.send(msg, timeout=timeout)
 
     async def request(self, msg: dict[str, Any], *, timeout: float | None = None) -> Any:
         """Send a request on one connection and return the reply that carries its id.
@@ -384,29 +351,7 @@ class Pool:
         if not isinstance(msg, dict):
             raise TypeError(f"request() takes a dict, not {type(msg).__name__}")
         self._life.check_open()
-        member = self._live_member()
-        if member is None:
-            raise NotConnected(f"{self._name} has no connection: subscribe to a topic first")
-        options = member.mux._options
-        key = options.id_key
-        msg = dict(msg)
-        msg.setdefault(key, next(self._members.ids))
-        limit = options.request_timeout if timeout is None else timeout
-        async with self._hub.open_stream({key: msg[key]}, maxsize=16) as replies:
-            try:
-                with anyio.fail_after(limit):
-                    await member.mux.send(msg, timeout=limit)
-                    while True:
-                        try:
-                            return await replies.receive()
-                        except (anyio.EndOfStream, anyio.ClosedResourceError):
-                            raise MultiplexerClosed(f"{self._name} has exited") from None
-                        except Exception as exc:
-                            if type(exc).__name__ in ("StreamLagged", "ConnectionGap"):
-                                continue
-                            raise
-            except TimeoutError:
-                raise RequestTimeout(f"no reply with {key}={msg[key]!r} within {limit}s") from None
+        return await self._members.request(self._hub, msg, timeout, self._name)
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until every connection of the pool is open.
