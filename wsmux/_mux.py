@@ -30,6 +30,7 @@ from .fanout import (
     Filters,
     Handler,
     Hub,
+    Key,
     Overflow,
     Stream,
     compile_filters,
@@ -349,6 +350,7 @@ class Multiplexer:
         gaps: Literal["raise", "ignore"] = "ignore",
         topics: Iterable[str] = (),
         name: str | None = None,
+        key: Key | None = None,
     ) -> Stream:
         """Open a stream of the messages the filter selects.
 
@@ -360,21 +362,30 @@ class Multiplexer:
             maxsize: The most messages buffered for this stream.
             overflow: ``"lag"`` (default: drop the oldest, the next read
                 raises StreamLagged), ``"drop_oldest"``, ``"drop_newest"``
-                (silent, counted) or ``"block"`` (backpressure on everyone).
+                (silent, counted), ``"block"`` (backpressure on everyone)
+                or ``"conflate"`` (the latest message per ``key``: a newer
+                one replaces the buffered one, keys are read in the order
+                they were last updated; replaced ones are counted).
             gaps: ``"raise"`` to get ConnectionGap at an unplanned reconnect.
             topics: Topics this stream needs: subscribed when the first
                 stream needing one opens, unsubscribed when the last closes.
-            name: A label for the stream's repr.
+            name: A label for the stream's repr and for metrics.
+            key: With ``overflow="conflate"`` only: a field name (``"s"``)
+                or a function of the message returning its key. A message
+                without a key is kept as it is and counted
+                (``statistics().unkeyed``).
 
         Returns:
             The stream, already receiving.
 
         Raises:
-            TypeError: The filter is malformed.
-            ValueError: An option is out of range.
+            TypeError: The filter is malformed, or ``key`` is neither a
+                field name nor callable.
+            ValueError: An option is out of range, ``"conflate"`` without a
+                ``key``, or a ``key`` with another policy.
         """
         stream = self._hub.open_stream(
-            filters, maxsize=maxsize, overflow=overflow, gaps=gaps, name=name
+            filters, maxsize=maxsize, overflow=overflow, gaps=gaps, name=name, key=key
         )
         self._out.attach(stream, topics)
         return stream
@@ -421,6 +432,7 @@ class Multiplexer:
         *,
         maxsize: int = 1024,
         overflow: Overflow = "lag",
+        key: Key | None = None,
     ) -> None:
         """Call ``fn(msg)`` for each message the filter selects.
 
@@ -432,14 +444,15 @@ class Multiplexer:
             filters: As for :meth:`stream_filter`.
             maxsize: Buffer size for an async handler.
             overflow: Overflow policy for an async handler.
+            key: The conflation key of an async handler (``overflow="conflate"``).
 
         Raises:
             TypeError: ``fn`` is not callable or the filter is malformed.
-            ValueError: ``fn`` is already a handler.
+            ValueError: ``fn`` is already a handler, or the options conflict.
         """
         if is_async_callable(fn):
             fn = _OwnTask(fn)
-        self._hub.add_handler(fn, filters, maxsize=maxsize, overflow=overflow)
+        self._hub.add_handler(fn, filters, maxsize=maxsize, overflow=overflow, key=key)
 
     def remove_handler(self, fn: Handler) -> None:
         """Stop calling a handler; safe from inside the handler.
@@ -459,7 +472,7 @@ class Multiplexer:
 
         Args:
             filters: As for :meth:`stream_filter`.
-            **options: ``maxsize`` and ``overflow`` for async handlers.
+            **options: ``maxsize``, ``overflow`` and ``key`` for async handlers.
 
         Returns:
             A decorator that adds the function and returns it unchanged.
@@ -714,6 +727,7 @@ class Multiplexer:
             last_message_at=self._status.last_message_at,
             last_disconnect=self._status.last_disconnect,
             name=self._name,
+            conflated=hub.conflated(),
         )
 
 

@@ -59,6 +59,8 @@ class MultiplexerStats(NamedTuple):
         last_message_at: Wall-clock time of the last frame, or None.
         last_disconnect: Why the last connection was lost, or None.
         name: The multiplexer's name (the ``name`` option).
+        conflated: Messages replaced by a newer one of the same key in
+            ``"conflate"`` streams, over all streams.
     """
 
     state: str
@@ -80,3 +82,4 @@ class MultiplexerStats(NamedTuple):
     last_message_at: float | None
     last_disconnect: str | None
     name: str = ""
+    conflated: int = 0

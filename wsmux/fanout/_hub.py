@@ -30,7 +30,7 @@ from ._handlers import (
     is_async_callable,
 )
 from ._match import _MISSING, Clause, Filters, Index, compile_filters, matches
-from ._stream import Overflow, Stream
+from ._stream import Key, Overflow, Stream
 
 __all__ = ["Handler", "Hub"]
 
@@ -76,6 +76,7 @@ class Hub:
         #: Exceptions raised by filter predicates (the message did not match).
         self.filter_errors = 0
         self._dropped_closed = 0
+        self._conflated_closed = 0
         self._running = 0
         self._idle = anyio.Event()
         self._idle.set()
@@ -103,6 +104,7 @@ class Hub:
         overflow: Overflow = "lag",
         gaps: Literal["raise", "ignore"] = "ignore",
         name: str | None = None,
+        key: Key | None = None,
     ) -> Stream:
         """Open a stream of the messages the filter selects.
 
@@ -112,20 +114,24 @@ class Hub:
             maxsize: The most messages buffered for this stream.
             overflow: What happens when the buffer is full: ``"lag"`` (drop
                 the oldest; the next read raises StreamLagged), ``"drop_oldest"``,
-                ``"drop_newest"`` (silent but counted), or ``"block"`` (the
-                publisher waits; slows every subscriber).
+                ``"drop_newest"`` (silent but counted), ``"block"`` (the
+                publisher waits; slows every subscriber), or ``"conflate"``
+                (one message per ``key``, the latest; replaced ones counted).
             gaps: ``"raise"`` to get ConnectionGap at an unplanned reconnect.
             name: A label shown in the stream's repr.
+            key: With ``overflow="conflate"`` only: a field name or a
+                function of the message naming what a newer message replaces.
 
         Returns:
             The open stream; already receiving.
 
         Raises:
             TypeError: The filter is malformed.
-            ValueError: An option is out of range.
+            ValueError: An option is out of range, ``"conflate"`` without a
+                ``key``, or a ``key`` with another policy.
         """
         clauses = compile_filters(filters)
-        stream = Stream(self, maxsize=maxsize, overflow=overflow, gaps=gaps, name=name)
+        stream = Stream(self, maxsize=maxsize, overflow=overflow, gaps=gaps, name=name, key=key)
         if self._closed:
             stream._end(self._error)
             return stream
@@ -149,7 +155,9 @@ class Hub:
             self._index.remove(stream)
             self._gap_streams = [s for s in self._gap_streams if s is not stream]
             self._block_streams = [s for s in self._block_streams if s is not stream]
-            self._dropped_closed += stream.statistics().dropped
+            counts = stream.statistics()
+            self._dropped_closed += counts.dropped
+            self._conflated_closed += counts.conflated
 
     def add_handler(
         self,
@@ -158,6 +166,7 @@ class Hub:
         *,
         maxsize: int = 1024,
         overflow: Overflow = "lag",
+        key: Key | None = None,
     ) -> None:
         """Call ``fn(msg)`` for every message the filter selects.
 
@@ -173,10 +182,12 @@ class Hub:
             filters: As for :meth:`open_stream`.
             maxsize: Buffer size for an async handler.
             overflow: Overflow policy for an async handler.
+            key: The conflation key of an async handler's stream
+                (``overflow="conflate"``).
 
         Raises:
             TypeError: ``fn`` is not callable, or the filter is malformed.
-            ValueError: ``fn`` is already a handler.
+            ValueError: ``fn`` is already a handler, or the options conflict.
         """
         if not callable(fn):
             raise TypeError(f"handler must be callable, not {type(fn).__name__}")
@@ -184,7 +195,7 @@ class Hub:
             raise ValueError(f"{fn!r} is already a handler")
         if is_async_callable(fn):
             stream = self.open_stream(
-                filters, maxsize=maxsize, overflow=overflow, name=handler_name(fn)
+                filters, maxsize=maxsize, overflow=overflow, name=handler_name(fn), key=key
             )
             self._handlers[fn] = stream
             if self._tg is not None:
@@ -221,7 +232,7 @@ class Hub:
 
         Args:
             filters: As for :meth:`open_stream`.
-            **options: ``maxsize`` and ``overflow`` for async handlers.
+            **options: ``maxsize``, ``overflow`` and ``key`` for async handlers.
 
         Returns:
             A decorator that adds the function and returns it unchanged.
@@ -354,7 +365,9 @@ class Hub:
         self._error = error
         for stream in self._streams:
             stream._end(error)
-            self._dropped_closed += stream.statistics().dropped
+            counts = stream.statistics()
+            self._dropped_closed += counts.dropped
+            self._conflated_closed += counts.conflated
         self._streams.clear()  # ended: no longer counted as open
         self._index = Index()  # nothing matches now: no handler runs after close
 
@@ -395,3 +408,11 @@ class Hub:
     def dropped(self) -> int:
         """Return the messages lost to overflow, over all streams ever opened."""
         return self._dropped_closed + sum(s.statistics().dropped for s in self._streams)
+
+    def conflated(self) -> int:
+        """Return the messages replaced in ``"conflate"`` streams, over all streams ever opened."""
+        return self._conflated_closed + sum(s.statistics().conflated for s in self._streams)
+
+    def streams(self) -> list[Stream]:
+        """Return the open streams (async handlers' included), for statistics."""
+        return list(self._streams)
