@@ -43,6 +43,7 @@ from .book import (
 from .connection._backoff import Backoff
 from .connection._transport import Connection
 from .fanout._hub import Hub
+from .fanout._latency import LatencyHistogram, LatencyStats
 from .fanout._messages import Messages
 from .fanout._stream import Overflow, Stream, StreamStatistics
 from .threads._mux_thread import MuxThread, ThreadStream, run_in_thread
@@ -59,6 +60,8 @@ __all__ = [
     "ContiguousRule",
     "FatalConnectError",
     "Hub",
+    "LatencyHistogram",
+    "LatencyStats",
     "Messages",
     "Multiplexer",
     "MultiplexerClosed",

@@ -37,6 +37,7 @@ from .fanout import (
     is_async_callable,
 )
 from .fanout._handlers import decorator
+from .fanout._latency import EventTime, LatencyHistogram, event_seconds
 
 __all__ = ["Multiplexer", "MultiplexerStats", "State"]
 
@@ -121,8 +122,16 @@ class Multiplexer:
         reconnect_args: Extra arguments for ``reconnect_fn``.
         drain_timeout: On exit, how long async handlers may take to finish
             what is buffered for them.
+        event_time: Measure latency: the field that carries each message's
+            exchange time in epoch milliseconds (Binance's ``"E"``), or a
+            function returning epoch seconds (or None for a message without
+            one). Gives the exchange-to-receipt histogram of
+            ``stats().latency``, and makes every stream measure its
+            receipt-to-consumer latency (``statistics().latency``). None
+            (default): nothing is measured, at no cost.
 
     Raises:
+        TypeError: ``event_time`` is neither a field name nor callable.
         ValueError: An option is out of range, or ``transport`` is unknown.
         ImportError: ``transport="picows"`` and picows is not installed.
     """
@@ -161,6 +170,8 @@ class Multiplexer:
         reconnect_fn: Callable[..., Any] | None = None,
         reconnect_args: Iterable[Any] = (),
         drain_timeout: float = 5.0,
+        # measuring
+        event_time: EventTime | None = None,
     ) -> None:
         if url is not None and not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
@@ -217,6 +228,7 @@ class Multiplexer:
             subscribe_chunk=subscribe_chunk,
             reconnect_args=tuple(reconnect_args),
             transport=transport,
+            event_time=None if event_time is None else event_seconds(event_time),
         )
         self._backoff = backoff
         self._hub = Hub(drain_timeout=drain_timeout)
@@ -225,6 +237,12 @@ class Multiplexer:
             on_disconnect=lambda: self._life.call_back("disconnect_fn"),
             on_reconnect=lambda: self._life.call_back("reconnect_fn", self._options.reconnect_args),
         )
+        # Streams that measure latency read when the frame of the message
+        # being published arrived: the time the reader already took.
+        self._hub.clock = self._status.received_at
+        if event_time is not None:
+            self._status.latency = LatencyHistogram()
+            self._hub.measure_streams = True
         self._life = Lifecycle(
             self._hub,
             self._options,
@@ -351,6 +369,7 @@ class Multiplexer:
         topics: Iterable[str] = (),
         name: str | None = None,
         key: Key | None = None,
+        latency: bool | None = None,
     ) -> Stream:
         """Open a stream of the messages the filter selects.
 
@@ -374,6 +393,9 @@ class Multiplexer:
                 or a function of the message returning its key. A message
                 without a key is kept as it is and counted
                 (``statistics().unkeyed``).
+            latency: Measure receipt-to-consumer latency (from the frame's
+                arrival to the read) in ``statistics().latency``. None
+                (default): measured when the multiplexer has ``event_time``.
 
         Returns:
             The stream, already receiving.
@@ -385,7 +407,13 @@ class Multiplexer:
                 ``key``, or a ``key`` with another policy.
         """
         stream = self._hub.open_stream(
-            filters, maxsize=maxsize, overflow=overflow, gaps=gaps, name=name, key=key
+            filters,
+            maxsize=maxsize,
+            overflow=overflow,
+            gaps=gaps,
+            name=name,
+            key=key,
+            latency=latency,
         )
         self._out.attach(stream, topics)
         return stream
@@ -415,6 +443,8 @@ class Multiplexer:
             raise TypeError(f"listen() needs a class, not {cls!r}")
         topics = options.pop("topics", ())
         hub = self._hub
+        if options.get("latency") is None:
+            options["latency"] = hub.measure_streams
         stream = _TypedStream(hub, **options)
         stream._kind = cls
         clauses = compile_filters(filters)
@@ -728,6 +758,8 @@ class Multiplexer:
             last_disconnect=self._status.last_disconnect,
             name=self._name,
             conflated=hub.conflated(),
+            latency=None if self._status.latency is None else self._status.latency.snapshot(),
+            named_streams=hub.named_statistics(),
         )
 
 

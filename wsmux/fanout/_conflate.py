@@ -20,10 +20,12 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import time
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, Final, Protocol, TypeAlias
 
 from .._log import RateLimitedLog
+from ._latency import LatencyHistogram
 
 __all__ = ["Key", "KeyedBuffer", "key_function"]
 
@@ -70,19 +72,36 @@ class KeyedBuffer:
     """An ordered map from key to latest message, with a deque's face."""
 
     __slots__ = (
+        "_clock",
         "_counter",
         "_gap",
+        "_hist",
         "_key",
         "_log",
         "_map",
         "_maxsize",
         "_stream",
+        "_times",
         "conflated",
         "unkeyed",
     )
 
-    def __init__(self, stream: _Counted, key: Key, maxsize: int, gap: object) -> None:
+    def __init__(
+        self,
+        stream: _Counted,
+        key: Key,
+        maxsize: int,
+        gap: object,
+        timing: tuple[Callable[[], float], LatencyHistogram] | None = None,
+    ) -> None:
         self._stream = stream
+        # With timing, the receipt time of each key's message, recorded as
+        # receipt-to-consumer latency when it is read.
+        self._clock: Callable[[], float] | None = None
+        self._hist: LatencyHistogram | None = None
+        if timing is not None:
+            self._clock, self._hist = timing
+        self._times: dict[Any, float] | None = {} if timing is not None else None
         self._gap = gap  # the stream's gap marker: its own key
         self._key = key_function(key)
         self._map: collections.OrderedDict[Any, Any] = collections.OrderedDict()
@@ -114,25 +133,34 @@ class KeyedBuffer:
     def append(self, msg: Any) -> None:
         """Buffer ``msg``: replace its key's message, or add it at the back."""
         m = self._map
+        times = self._times
         if msg is self._gap:  # one marker says it all: keep the latest place
             m.pop(msg, None)
             m[msg] = msg
+            if times is not None:
+                times[msg] = 0.0
             return
         key = self._key_of(msg)
         if m.pop(key, _MISSING) is not _MISSING:
             self.conflated += 1
         elif len(m) >= self._maxsize:
-            _, old = m.popitem(last=False)
+            old_key, old = m.popitem(last=False)
+            if times is not None:
+                del times[old_key]
             if old is self._gap:
                 self._stream._gap_pending = True
             else:
                 self._stream._dropped += 1
         m[key] = msg
+        if times is not None and self._clock is not None:
+            times[key] = self._clock()
 
     def appendleft(self, msg: Any) -> None:
         """Put a message back at the front (a gap marker a read left)."""
         self._map[msg] = msg
         self._map.move_to_end(msg, last=False)
+        if self._times is not None:
+            self._times[msg] = 0.0
 
     def popleft(self) -> Any:
         """Remove and return the message of the least recently updated key.
@@ -141,13 +169,21 @@ class KeyedBuffer:
             IndexError: The buffer is empty.
         """
         try:
-            return self._map.popitem(last=False)[1]
+            key, msg = self._map.popitem(last=False)
         except KeyError:
             raise IndexError("pop from an empty buffer") from None
+        times = self._times
+        if times is not None:
+            received = times.pop(key)
+            if msg is not self._gap and self._hist is not None:
+                self._hist.record(time.time() - received)
+        return msg
 
     def clear(self) -> None:
         """Forget every buffered message."""
         self._map.clear()
+        if self._times is not None:
+            self._times.clear()
 
     def __len__(self) -> int:
         return len(self._map)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Literal
@@ -30,7 +31,7 @@ from ._handlers import (
     is_async_callable,
 )
 from ._match import _MISSING, Clause, Filters, Index, compile_filters, matches
-from ._stream import Key, Overflow, Stream
+from ._stream import Key, Overflow, Stream, StreamStatistics
 
 __all__ = ["Handler", "Hub"]
 
@@ -53,9 +54,20 @@ class Hub:
     Args:
         drain_timeout: On exit, how long async handlers may take to finish
             the messages already buffered for them before they are cancelled.
+
+    Attributes:
+        clock: Returns the receipt time (epoch seconds) of the message being
+            published; streams that measure latency read it. The default is
+            ``time.time``; a multiplexer hands the time its reader took
+            when the frame arrived.
+        measure_streams: Whether streams opened without ``latency=`` measure
+            receipt-to-consumer latency (a multiplexer with ``event_time``
+            sets it).
     """
 
     def __init__(self, *, drain_timeout: float = 5.0) -> None:
+        self.clock: Callable[[], float] = time.time
+        self.measure_streams = False
         self._index: Index[Any] = Index()
         self._streams: set[Stream] = set()
         self._gap_streams: list[Stream] = []
@@ -105,6 +117,7 @@ class Hub:
         gaps: Literal["raise", "ignore"] = "ignore",
         name: str | None = None,
         key: Key | None = None,
+        latency: bool | None = None,
     ) -> Stream:
         """Open a stream of the messages the filter selects.
 
@@ -121,6 +134,8 @@ class Hub:
             name: A label shown in the stream's repr.
             key: With ``overflow="conflate"`` only: a field name or a
                 function of the message naming what a newer message replaces.
+            latency: Measure receipt-to-consumer latency
+                (``statistics().latency``); None follows ``measure_streams``.
 
         Returns:
             The open stream; already receiving.
@@ -131,7 +146,15 @@ class Hub:
                 ``key``, or a ``key`` with another policy.
         """
         clauses = compile_filters(filters)
-        stream = Stream(self, maxsize=maxsize, overflow=overflow, gaps=gaps, name=name, key=key)
+        stream = Stream(
+            self,
+            maxsize=maxsize,
+            overflow=overflow,
+            gaps=gaps,
+            name=name,
+            key=key,
+            latency=self.measure_streams if latency is None else latency,
+        )
         if self._closed:
             stream._end(self._error)
             return stream
@@ -407,12 +430,27 @@ class Hub:
 
     def dropped(self) -> int:
         """Return the messages lost to overflow, over all streams ever opened."""
-        return self._dropped_closed + sum(s.statistics().dropped for s in self._streams)
+        return self._dropped_closed + sum(s._dropped for s in self._streams)
 
     def conflated(self) -> int:
         """Return the messages replaced in ``"conflate"`` streams, over all streams ever opened."""
-        return self._conflated_closed + sum(s.statistics().conflated for s in self._streams)
+        live: int = sum(s._buf.conflated for s in self._streams if s.overflow == "conflate")
+        return self._conflated_closed + live
 
-    def streams(self) -> list[Stream]:
-        """Return the open streams (async handlers' included), for statistics."""
-        return list(self._streams)
+    def named_statistics(self) -> dict[str, StreamStatistics]:
+        """Return the statistics of each open stream that has a name.
+
+        Async handlers' streams are named after the function. A repeated
+        name is numbered: ``"ticks"``, ``"ticks #2"``, ...
+        """
+        out: dict[str, StreamStatistics] = {}
+        for stream in sorted(self._streams, key=lambda s: (s.name or "", id(s))):
+            name = stream.name
+            if not name:
+                continue
+            label, n = name, 1
+            while label in out:
+                n += 1
+                label = f"{name} #{n}"
+            out[label] = stream.statistics()
+        return out

@@ -24,6 +24,7 @@ import anyio.lowlevel
 from .._backend import current_backend
 from .._exceptions import ConnectionGap, StreamClosed, StreamLagged
 from ._conflate import Key, KeyedBuffer
+from ._latency import LatencyHistogram, LatencyStats, TimedBuffer
 
 __all__ = ["CHECKPOINT_EVERY", "GAP", "Key", "Overflow", "Stream", "StreamStatistics"]
 
@@ -104,6 +105,7 @@ class _Readers:
 
 class _Owner(Protocol):
     _pressure: bool
+    clock: Callable[[], float]
 
     def _discard(self, stream: Stream) -> None: ...
 
@@ -123,6 +125,8 @@ class StreamStatistics(NamedTuple):
             of the same key before they were read.
         unkeyed: ``"conflate"`` streams: messages that had no key (kept,
             never replaced).
+        latency: Receipt-to-consumer latency (from the frame's arrival to
+            the read), when the stream measures it; else None.
     """
 
     delivered: int
@@ -131,6 +135,7 @@ class StreamStatistics(NamedTuple):
     peak: int
     conflated: int = 0
     unkeyed: int = 0
+    latency: LatencyStats | None = None
 
 
 class Stream:
@@ -168,6 +173,7 @@ class Stream:
         "_full_at",
         "_gap_pending",
         "_high",
+        "_hist",
         "_loop",
         "_lost",
         "_maxsize",
@@ -194,6 +200,7 @@ class Stream:
         gaps: Literal["raise", "ignore"] = "ignore",
         name: str | None = None,
         key: Key | None = None,
+        latency: bool = False,
     ) -> None:
         if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1:
             raise ValueError(f"maxsize must be an int >= 1, not {maxsize!r}")
@@ -221,10 +228,16 @@ class Stream:
         self._high = max(1, maxsize // 2)
         self._step = max(1, min(CHECKPOINT_EVERY // 2, (maxsize - self._high) // 4))
         self._block_at = maxsize if overflow == "block" else sys.maxsize
+        self._hist: LatencyHistogram | None = None
+        timing = None
+        if latency:
+            self._hist = LatencyHistogram()
+            timing = (owner.clock, self._hist)
+            self._buf = TimedBuffer(owner.clock, self._hist, GAP)
         if key is not None:
             # Never over capacity, nothing to lose: no reason to make the
             # reader yield for this stream.
-            self._buf = KeyedBuffer(self, key, maxsize, GAP)
+            self._buf = KeyedBuffer(self, key, maxsize, GAP, timing)
             self._full_at = self._high = sys.maxsize
         self._event: Any = None  # an asyncio future or an anyio.Event
         self._loop: Any = None  # the consumer's asyncio loop, False under trio
@@ -262,7 +275,7 @@ class Stream:
                 self._dropped += 1
                 return
             if policy != "block":
-                if buf.popleft() is GAP:
+                if (buf.evict() if buf.__class__ is TimedBuffer else buf.popleft()) is GAP:
                     self._gap_pending = True
                 else:
                     self._dropped += 1
@@ -518,8 +531,17 @@ class Stream:
         buffered = len(buf)
         if self.gaps == "raise" and buffered:
             buffered -= sum(1 for m in buf if m is GAP)
+        latency = self._hist.snapshot() if self._hist is not None else None
         if buf.__class__ is KeyedBuffer:
             return StreamStatistics(
-                self._delivered, self._dropped, buffered, self._peak, buf.conflated, buf.unkeyed
+                self._delivered,
+                self._dropped,
+                buffered,
+                self._peak,
+                buf.conflated,
+                buf.unkeyed,
+                latency,
             )
-        return StreamStatistics(self._delivered, self._dropped, buffered, self._peak)
+        return StreamStatistics(
+            self._delivered, self._dropped, buffered, self._peak, latency=latency
+        )
