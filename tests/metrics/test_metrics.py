@@ -71,7 +71,7 @@ async def test_scraped_counters_equal_stats() -> None:
         mux = Multiplexer(srv.url, name="feed", event_time="E", **FAST)
         everything = mux.stream_filter(name="all", maxsize=N + 10)
         lagging = mux.stream_filter(name="small", maxsize=10, overflow="drop_oldest")
-        tickers = mux.stream_filter(name="tickers", overflow="conflate", key="s")
+        mux.stream_filter(name="tickers", overflow="conflate", key="s")
         mux.add_handler(lambda m: 1 / 0 if m["seq"] == 7 else None)  # one handler error
         srv.start_feed(count=N, min_clients=1)
         async with mux, serve_metrics(mux) as server:
@@ -183,9 +183,9 @@ async def test_a_failing_source_answers_503_and_closing_on_the_loop_is_refused()
 
 
 def test_a_silent_client_does_not_hold_the_server() -> None:
-    with serve_metrics() as server:
-        # Connected and silent: dropped after a short timeout, so the scrape
-        # behind it is answered (the server answers one client at a time).
-        with socket.create_connection(("127.0.0.1", server.port), 5) as silent:
-            silent.sendall(b"GET /met")
-            assert parse(get(server.url)) == {}
+    # Connected and silent: dropped after a short timeout, so the scrape
+    # behind it is answered (the server answers one client at a time).
+    server = serve_metrics()
+    with server, socket.create_connection(("127.0.0.1", server.port), 5) as silent:
+        silent.sendall(b"GET /met")
+        assert parse(get(server.url)) == {}

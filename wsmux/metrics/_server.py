@@ -31,7 +31,7 @@ __all__ = ["MetricsServer", "serve_metrics"]
 
 #: Seconds a scraper may take to send its request before it is dropped, so
 #: that a silent client cannot hold the server (or its closing) for long.
-_CLIENT_TIMEOUT: Final = 2.0
+_CLIENT_TIMEOUT: Final = 1.0
 
 
 class _Scrape(Collector):
