@@ -49,6 +49,7 @@ def test_edges_zero_negative_huge_and_empty() -> None:
     s = h.snapshot()
     assert s.count == 4 and s.max == 1e6 and s.sum == pytest.approx(1e6 - 0.5 + 1e-9)
     assert s.buckets[0][1] == 3  # zero, negative and tiny: the lowest bucket
+    assert s.buckets[-2] == (64.0, 3) and s.buckets[-1] == (math.inf, 4)  # 1e6 s: only +Inf
     assert h.percentile(100) == 1e6
     with pytest.raises(ValueError, match=r"0\.\.100"):
         h.percentile(101)

@@ -51,7 +51,7 @@ class LatencyStats:
         p999: The 99.9th percentile.
         max: The longest recorded.
         buckets: ``(upper_bound, cumulative_count)`` at each power of two
-            from about 1 us to 128 s, then ``(inf, count)``.
+            from about 2 us to 64 s, then ``(inf, count)``.
     """
 
     count: int
@@ -189,7 +189,8 @@ class LatencyHistogram:
         buckets = []
         seen = 0
         counts = self._counts
-        for octave in range(_HIGH_EXP - _LOW_EXP + 1):
+        # Not the top octave's bound: its bucket also counts longer ones.
+        for octave in range(_HIGH_EXP - _LOW_EXP):
             seen += sum(counts[octave * _PER_OCTAVE : (octave + 1) * _PER_OCTAVE])
             buckets.append((math.ldexp(1.0, octave + _LOW_EXP), seen))
         buckets.append((math.inf, self.count))
