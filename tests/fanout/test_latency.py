@@ -111,3 +111,22 @@ async def _take(stream: object, n: int):  # type: ignore[no-untyped-def]
             n -= 1
             if not n:
                 return
+
+
+@pytest.mark.anyio
+async def test_a_timed_conflating_stream_evicts_and_keeps_gaps() -> None:
+    hub = Hub()
+    s = hub.open_stream(latency=True, overflow="conflate", key="s", maxsize=2, gaps="raise")
+    hub.publish({"s": "a"})
+    hub.mark_gap()
+    for k in "bcbd":
+        hub.publish({"s": k})
+    # "a" and the gap were evicted (the gap is still reported), b moved past c.
+    with pytest.raises(ConnectionGap):
+        s.receive_nowait()
+    assert [s.receive_nowait()["s"] for _ in range(2)] == ["b", "d"]
+    stats = s.statistics()
+    assert (stats.dropped, stats.conflated, stats.delivered) == (2, 1, 2)
+    assert stats.latency is not None and stats.latency.count == 2
+    s.close_nowait()
+    assert s.statistics().buffered == 0
