@@ -110,9 +110,19 @@ class _Owner(Protocol):
     def _discard(self, stream: Stream) -> None: ...
 
 
-class StreamStatistics(NamedTuple):
+class _Counts(NamedTuple):
+    delivered: int
+    dropped: int
+    buffered: int
+    peak: int
+
+
+class StreamStatistics(_Counts):
     """Counters of one stream.
 
+    A named tuple of four, ``(delivered, dropped, buffered, peak)``, as it
+    always was (compare it, unpack it); ``conflated``, ``unkeyed`` and
+    ``latency`` are attributes beside them.
     ``delivered + dropped + buffered + conflated`` is the number of messages
     that matched the stream's filter since it opened.
 
@@ -129,13 +139,45 @@ class StreamStatistics(NamedTuple):
             the read), when the stream measures it; else None.
     """
 
-    delivered: int
-    dropped: int
-    buffered: int
-    peak: int
     conflated: int = 0
     unkeyed: int = 0
     latency: LatencyStats | None = None
+
+    def __new__(
+        cls,
+        delivered: int,
+        dropped: int,
+        buffered: int,
+        peak: int,
+        conflated: int = 0,
+        unkeyed: int = 0,
+        latency: LatencyStats | None = None,
+    ) -> StreamStatistics:
+        self = super().__new__(cls, delivered, dropped, buffered, peak)
+        self.conflated = conflated
+        self.unkeyed = unkeyed
+        self.latency = latency
+        return self
+
+    def _replace(self, **changes: Any) -> StreamStatistics:
+        extras = {k: changes.pop(k, getattr(self, k)) for k in ("conflated", "unkeyed", "latency")}
+        return StreamStatistics(*_Counts(*self)._replace(**changes), **extras)
+
+    def __getnewargs__(self) -> tuple[Any, ...]:
+        return (*self, self.conflated, self.unkeyed, self.latency)
+
+    def __repr__(self) -> str:
+        extra = (
+            f", conflated={self.conflated}, unkeyed={self.unkeyed}"
+            if self.conflated or (self.unkeyed)
+            else ""
+        )
+        if self.latency is not None:
+            extra += f", latency=<{self.latency}>"
+        return (
+            f"StreamStatistics(delivered={self.delivered}, dropped={self.dropped},"
+            f" buffered={self.buffered}, peak={self.peak}{extra})"
+        )
 
 
 class Stream:
