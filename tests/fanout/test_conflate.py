@@ -187,3 +187,21 @@ async def test_async_handler_gets_the_latest_per_key() -> None:
             while len(seen) < 3:
                 await anyio.sleep(0.01)
     assert seen == [{"s": "a", "v": 0}, {"s": "a", "v": 48}, {"s": "b", "v": 49}]
+
+
+async def test_listen_conflates_typed_messages() -> None:
+    from wsmux import Multiplexer
+
+    class Tick:
+        def __init__(self, sym: str, px: float) -> None:
+            self.sym, self.px = sym, px
+
+    mux = Multiplexer("ws://127.0.0.1:9")  # never started: the hub is fed by hand
+    ticks = mux.listen(Tick, overflow="conflate", key="sym")
+    for sym, px in [("X", 1.0), ("Y", 2.0), ("X", 3.0)]:
+        mux._hub.publish(Tick(sym, px))
+    mux._hub.publish({"sym": "X"})  # not a Tick
+    assert [(t.sym, t.px) for t in drain(ticks)] == [("Y", 2.0), ("X", 3.0)]
+    assert mux.stats().conflated == 1
+    with pytest.raises(ValueError, match="conflate"):
+        mux.listen(Tick, key="sym")

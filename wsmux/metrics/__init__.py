@@ -8,6 +8,13 @@ serves ``/metrics`` on 127.0.0.1 unless told otherwise. See docs/metrics.md
 for the metric names and labels.
 """
 
+try:
+    import prometheus_client as _prometheus_client  # noqa: F401
+except ImportError as exc:  # pragma: no cover - the extra is in the test install
+    raise ImportError(
+        "wsmux.metrics needs prometheus-client: pip install 'wsmux[metrics]'"
+    ) from exc
+
 from ._collector import STATES, WsmuxCollector
 from ._server import MetricsServer, serve_metrics
 
