@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -111,3 +112,16 @@ def test_help_says_where_the_metrics_bind(command: str, capsys: pytest.CaptureFi
     out = " ".join(capsys.readouterr().out.split())
     assert "--metrics-port" in out and "Binds 127.0.0.1 only" in out
     assert "--metrics-host" in out
+
+
+def test_a_taken_metrics_port_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    with FeedServer(symbols=1) as srv, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        with pytest.raises(SystemExit) as info:
+            main(["tap", srv.url, "--metrics-port", port, "--count", "1"])
+        assert info.value.code == 1
+        assert f"cannot serve metrics on 127.0.0.1:{port}" in capsys.readouterr().err
+        assert main(["demo", "--seconds", "1", "--metrics-port", port]) == 1
+        assert "cannot serve metrics" in capsys.readouterr().err

@@ -180,9 +180,16 @@ def serving_metrics(args: argparse.Namespace, *sources: Any) -> Iterator[Any]:
         yield None
         return
     server = metrics_server(args, *sources)
-    with server:
+    try:
+        server.start()
+    except OSError as exc:
+        status(f"error: {exc}")
+        raise SystemExit(1) from None
+    try:
         status(f"metrics at {server.url}")
         yield server
+    finally:
+        server.close()
 
 
 def metrics_server(args: argparse.Namespace, *sources: Any) -> Any:

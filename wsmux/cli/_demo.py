@@ -246,6 +246,10 @@ def _demo(args: argparse.Namespace) -> int:
         line.done()
         status("interrupted")
         return 0
+    except OSError as exc:  # the metrics port is taken, say
+        line.done()
+        status(f"error: {exc}")
+        return 1
     finally:
         undo()
     line.done()

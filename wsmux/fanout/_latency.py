@@ -168,17 +168,26 @@ class LatencyHistogram:
         """
         if not 0 <= q <= 100:
             raise ValueError(f"percentile must be within 0..100, not {q!r}")
+        return self._percentiles((q,))[0]
+
+    def _percentiles(self, qs: tuple[float, ...]) -> list[float]:
+        """The percentiles ``qs`` (ascending), in one walk over the buckets."""
         if not self.count:
-            return 0.0
-        rank = max(1, math.ceil(self.count * q / 100))
+            return [0.0] * len(qs)
+        out: list[float] = []
+        ranks = [max(1, math.ceil(self.count * q / 100)) for q in qs]
         seen = 0
         for i, n in enumerate(self._counts):
             seen += n
-            if seen >= rank:
+            while ranks and seen >= ranks[0]:
+                ranks.pop(0)
                 if i == _BUCKETS - 1 or self.max <= 0:
-                    return self.max  # the top bucket is open-ended
-                return min(_upper(i), self.max)
-        return self.max
+                    out.append(self.max)  # the top bucket is open-ended
+                else:
+                    out.append(min(_upper(i), self.max))
+            if not ranks:
+                break
+        return out + [self.max] * len(ranks)
 
     def snapshot(self) -> LatencyStats:
         """Return the counts and percentiles now.
@@ -194,10 +203,8 @@ class LatencyHistogram:
             seen += sum(counts[octave * _PER_OCTAVE : (octave + 1) * _PER_OCTAVE])
             buckets.append((math.ldexp(1.0, octave + _LOW_EXP), seen))
         buckets.append((math.inf, self.count))
-        p = self.percentile
-        return LatencyStats(
-            self.count, self.sum, p(50), p(90), p(99), p(99.9), self.max, tuple(buckets)
-        )
+        p50, p90, p99, p999 = self._percentiles((50, 90, 99, 99.9))
+        return LatencyStats(self.count, self.sum, p50, p90, p99, p999, self.max, tuple(buckets))
 
 
 class TimedBuffer:

@@ -146,7 +146,12 @@ class MetricsServer:
             self._token = None  # no event loop in this thread
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Scrape(self._take))
-        server = _HTTPServer((self._host, self._port), _Handler)
+        try:
+            server = _HTTPServer((self._host, self._port), _Handler)
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"cannot serve metrics on {self._host}:{self._port}: {exc.strerror}"
+            ) from None
         server.registry = registry
         self._port = server.server_address[1]
         self._server = server
