@@ -444,10 +444,9 @@ class Hub:
         name is numbered: ``"ticks"``, ``"ticks #2"``, ...
         """
         out: dict[str, StreamStatistics] = {}
-        for stream in sorted(self._streams, key=lambda s: (s.name or "", id(s))):
-            name = stream.name
-            if not name:
-                continue
+        named = [s for s in self._streams if s.name]
+        for stream in sorted(named, key=lambda s: (s.name or "", id(s))):
+            name = stream.name or ""
             label, n = name, 1
             while label in out:
                 n += 1

@@ -169,7 +169,7 @@ class StreamStatistics(_Counts):
     def __repr__(self) -> str:
         extra = (
             f", conflated={self.conflated}, unkeyed={self.unkeyed}"
-            if self.conflated or (self.unkeyed)
+            if self.conflated or self.unkeyed
             else ""
         )
         if self.latency is not None:
