@@ -13,8 +13,9 @@ Public names live here; the subpackages behind them are private, one per layer
 * :mod:`wsmux.threads`: a multiplexer on its own loop thread.
 
 :mod:`wsmux.testing` holds a local feed server, :mod:`wsmux.compat` the
-AsyncWebsocketStreamInterface API; ``wsmux.cli`` and ``wsmux.bench`` are
-tools that nothing in the core imports.
+AsyncWebsocketStreamInterface API; ``wsmux.cli``, ``wsmux.bench`` and
+``wsmux.metrics`` (Prometheus, the ``metrics`` extra) are tools that nothing
+in the core imports.
 """
 
 from ._exceptions import (
