@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.server
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -74,6 +75,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 class _HTTPServer(http.server.HTTPServer):
     registry: CollectorRegistry
+
+
+class _HTTPServer6(_HTTPServer):
+    address_family = socket.AF_INET6
 
 
 class MetricsServer:
@@ -147,7 +152,8 @@ class MetricsServer:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Scrape(self._take))
         try:
-            server = _HTTPServer((self._host, self._port), _Handler)
+            kind = _HTTPServer6 if ":" in self._host else _HTTPServer
+            server = kind((self._host, self._port), _Handler)
         except OSError as exc:
             raise OSError(
                 exc.errno, f"cannot serve metrics on {self._host}:{self._port}: {exc.strerror}"
