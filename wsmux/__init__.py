@@ -15,8 +15,9 @@ Public names live here; the subpackages behind them are private, one per layer
 * :mod:`wsmux.threads`: a multiplexer on its own loop thread.
 
 :mod:`wsmux.testing` holds a local feed server, :mod:`wsmux.compat` the
-AsyncWebsocketStreamInterface API; ``wsmux.cli`` and ``wsmux.bench`` are
-tools that nothing in the core imports.
+AsyncWebsocketStreamInterface API; ``wsmux.cli``, ``wsmux.bench`` and
+``wsmux.metrics`` (Prometheus, the ``metrics`` extra) are tools that nothing
+in the core imports.
 """
 
 from ._exceptions import (
@@ -45,6 +46,7 @@ from .book import (
 from .connection._backoff import Backoff
 from .connection._transport import Connection
 from .fanout._hub import Hub
+from .fanout._latency import LatencyHistogram, LatencyStats
 from .fanout._messages import Messages
 from .fanout._stream import Overflow, Stream, StreamStatistics
 from .pool import ConnectBudget, Pool, PoolConnection
@@ -63,6 +65,8 @@ __all__ = [
     "ContiguousRule",
     "FatalConnectError",
     "Hub",
+    "LatencyHistogram",
+    "LatencyStats",
     "Messages",
     "Multiplexer",
     "MultiplexerClosed",

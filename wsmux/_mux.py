@@ -31,12 +31,14 @@ from .fanout import (
     Filters,
     Handler,
     Hub,
+    Key,
     Overflow,
     Stream,
     compile_filters,
     is_async_callable,
 )
 from .fanout._handlers import decorator
+from .fanout._latency import EventTime, LatencyHistogram, event_seconds
 
 __all__ = ["Multiplexer", "MultiplexerStats", "State"]
 
@@ -126,8 +128,16 @@ class Multiplexer:
         reconnect_args: Extra arguments for ``reconnect_fn``.
         drain_timeout: On exit, how long async handlers may take to finish
             what is buffered for them.
+        event_time: Measure latency: the field that carries each message's
+            exchange time in epoch milliseconds (Binance's ``"E"``), or a
+            function returning epoch seconds (or None for a message without
+            one). Gives the exchange-to-receipt histogram of
+            ``stats().latency``, and makes every stream measure its
+            receipt-to-consumer latency (``statistics().latency``). None
+            (default): nothing is measured, at no cost.
 
     Raises:
+        TypeError: ``event_time`` is neither a field name nor callable.
         ValueError: An option is out of range, or ``transport`` is unknown.
         TypeError: ``url``, ``name`` or ``max_age`` has the wrong type.
         ImportError: ``transport="picows"`` and picows is not installed.
@@ -168,6 +178,8 @@ class Multiplexer:
         reconnect_fn: Callable[..., Any] | None = None,
         reconnect_args: Iterable[Any] = (),
         drain_timeout: float = 5.0,
+        # measuring
+        event_time: EventTime | None = None,
     ) -> None:
         if url is not None and not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
@@ -230,6 +242,7 @@ class Multiplexer:
             reconnect_args=tuple(reconnect_args),
             transport=transport,
             max_age=None if max_age is None else float(max_age),
+            event_time=None if event_time is None else event_seconds(event_time),
         )
         self._backoff = backoff
         self._hub = Hub(drain_timeout=drain_timeout)
@@ -240,6 +253,12 @@ class Multiplexer:
             on_disconnect=lambda: self._life.call_back("disconnect_fn"),
             on_reconnect=lambda: self._life.call_back("reconnect_fn", self._options.reconnect_args),
         )
+        # Streams that measure latency read when the frame of the message
+        # being published arrived: the time the reader already took.
+        self._hub.clock = self._status.received_at
+        if event_time is not None:
+            self._status.latency = LatencyHistogram()
+            self._hub.measure_streams = True
         self._life = Lifecycle(
             self._hub,
             self._options,
@@ -365,6 +384,8 @@ class Multiplexer:
         gaps: Literal["raise", "ignore"] = "ignore",
         topics: Iterable[str] = (),
         name: str | None = None,
+        key: Key | None = None,
+        latency: bool | None = None,
     ) -> Stream:
         """Open a stream of the messages the filter selects.
 
@@ -376,21 +397,39 @@ class Multiplexer:
             maxsize: The most messages buffered for this stream.
             overflow: ``"lag"`` (default: drop the oldest, the next read
                 raises StreamLagged), ``"drop_oldest"``, ``"drop_newest"``
-                (silent, counted) or ``"block"`` (backpressure on everyone).
+                (silent, counted), ``"block"`` (backpressure on everyone)
+                or ``"conflate"`` (the latest message per ``key``: a newer
+                one replaces the buffered one, keys are read in the order
+                they were last updated; replaced ones are counted).
             gaps: ``"raise"`` to get ConnectionGap at an unplanned reconnect.
             topics: Topics this stream needs: subscribed when the first
                 stream needing one opens, unsubscribed when the last closes.
-            name: A label for the stream's repr.
+            name: A label for the stream's repr and for metrics.
+            key: With ``overflow="conflate"`` only: a field name (``"s"``)
+                or a function of the message returning its key. A message
+                without a key is kept as it is and counted
+                (``statistics().unkeyed``).
+            latency: Measure receipt-to-consumer latency (from the frame's
+                arrival to the read) in ``statistics().latency``. None
+                (default): measured when the multiplexer has ``event_time``.
 
         Returns:
             The stream, already receiving.
 
         Raises:
-            TypeError: The filter is malformed.
-            ValueError: An option is out of range.
+            TypeError: The filter is malformed, or ``key`` is neither a
+                field name nor callable.
+            ValueError: An option is out of range, ``"conflate"`` without a
+                ``key``, or a ``key`` with another policy.
         """
         stream = self._hub.open_stream(
-            filters, maxsize=maxsize, overflow=overflow, gaps=gaps, name=name
+            filters,
+            maxsize=maxsize,
+            overflow=overflow,
+            gaps=gaps,
+            name=name,
+            key=key,
+            latency=latency,
         )
         self._out.attach(stream, topics)
         return stream
@@ -420,6 +459,8 @@ class Multiplexer:
             raise TypeError(f"listen() needs a class, not {cls!r}")
         topics = options.pop("topics", ())
         hub = self._hub
+        if options.get("latency") is None:
+            options["latency"] = hub.measure_streams
         stream = _TypedStream(hub, **options)
         stream._kind = cls
         clauses = compile_filters(filters)
@@ -437,6 +478,7 @@ class Multiplexer:
         *,
         maxsize: int = 1024,
         overflow: Overflow = "lag",
+        key: Key | None = None,
     ) -> None:
         """Call ``fn(msg)`` for each message the filter selects.
 
@@ -448,14 +490,15 @@ class Multiplexer:
             filters: As for :meth:`stream_filter`.
             maxsize: Buffer size for an async handler.
             overflow: Overflow policy for an async handler.
+            key: The conflation key of an async handler (``overflow="conflate"``).
 
         Raises:
             TypeError: ``fn`` is not callable or the filter is malformed.
-            ValueError: ``fn`` is already a handler.
+            ValueError: ``fn`` is already a handler, or the options conflict.
         """
         if is_async_callable(fn):
             fn = _OwnTask(fn)
-        self._hub.add_handler(fn, filters, maxsize=maxsize, overflow=overflow)
+        self._hub.add_handler(fn, filters, maxsize=maxsize, overflow=overflow, key=key)
 
     def remove_handler(self, fn: Handler) -> None:
         """Stop calling a handler; safe from inside the handler.
@@ -475,7 +518,7 @@ class Multiplexer:
 
         Args:
             filters: As for :meth:`stream_filter`.
-            **options: ``maxsize`` and ``overflow`` for async handlers.
+            **options: ``maxsize``, ``overflow`` and ``key`` for async handlers.
 
         Returns:
             A decorator that adds the function and returns it unchanged.
@@ -767,6 +810,9 @@ class Multiplexer:
             last_message_at=self._status.last_message_at,
             last_disconnect=self._status.last_disconnect,
             name=self._name,
+            conflated=hub.conflated(),
+            latency=None if self._status.latency is None else self._status.latency.snapshot(),
+            named_streams=hub.named_statistics(),
         )
 
 

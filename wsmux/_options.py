@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, NamedTuple
+
+from .fanout._latency import LatencyStats
+from .fanout._stream import StreamStatistics
 
 __all__ = ["MultiplexerStats", "Options"]
 
@@ -33,6 +38,8 @@ class Options:
     reconnect_args: tuple[Any, ...]
     transport: str = "websockets"
     max_age: float | None = None
+    #: The message's exchange time in epoch seconds (None: not measured).
+    event_time: Callable[[Any], float | None] | None = None
 
 
 class MultiplexerStats(NamedTuple):
@@ -60,6 +67,13 @@ class MultiplexerStats(NamedTuple):
         last_message_at: Wall-clock time of the last frame, or None.
         last_disconnect: Why the last connection was lost, or None.
         name: The multiplexer's name (the ``name`` option).
+        conflated: Messages replaced by a newer one of the same key in
+            ``"conflate"`` streams, over all streams.
+        latency: Exchange-to-receipt latency (the message's ``event_time``
+            to the frame's arrival) when ``event_time`` was given, else None.
+        named_streams: The statistics of each open stream that has a name
+            (async handlers are named after their function); a repeated
+            name gets ``" #2"``, ``" #3"``, ...
     """
 
     state: str
@@ -81,3 +95,6 @@ class MultiplexerStats(NamedTuple):
     last_message_at: float | None
     last_disconnect: str | None
     name: str = ""
+    conflated: int = 0
+    latency: LatencyStats | None = None
+    named_streams: Mapping[str, StreamStatistics] = MappingProxyType({})

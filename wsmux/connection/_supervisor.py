@@ -324,7 +324,9 @@ class Supervisor:
             parse = hooks.parse
         elif async_parse is None and _speaks_websockets(conn):
             recv = functools.partial(conn.recv, decode=False)
-        publish = sink.publish
+        publish: Callable[[Any], bool] = sink.publish
+        if status.latency is not None and self.options.event_time is not None:
+            publish = self._timed(publish)
         live = Role.LIVE
         # A connection may offer recv_nowait(): a buffered frame or None, so
         # that a burst is drained without a coroutine per message.
@@ -370,6 +372,31 @@ class Supervisor:
             self.retired_messages += link.received
             self.retired_bytes += link.nbytes
             link.done.set()
+
+    def _timed(self, publish: Callable[[Any], bool]) -> Callable[[Any], bool]:
+        """``publish``, recording each message's exchange-to-receipt latency first.
+
+        Only readers of a multiplexer given ``event_time`` use it: the
+        others publish with no per-message cost. The receipt time is the
+        one the reader took when the frame arrived.
+        """
+        event_time = self.options.event_time
+        status = self.status
+        assert event_time is not None and status.latency is not None
+        record = status.latency.record
+        errors = RateLimitedLog(logging.WARNING)
+
+        def timed(msg: Any) -> bool:
+            try:
+                sent = event_time(msg)
+            except Exception as exc:
+                errors("event_time raised %r; the message's latency is not recorded", exc)
+                sent = None
+            if sent is not None:
+                record(status.received_at() - sent)
+            return publish(msg)
+
+        return timed
 
     def _route(self, link: Link, msg: Any, raw: Any) -> bool:
         """Ask the rotation what to do with a message of a link not simply live.
