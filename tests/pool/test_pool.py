@@ -263,3 +263,23 @@ async def test_a_topic_subscribed_while_connecting_reaches_the_connection() -> N
                             for r in srv.open_connections()
                         )
                     )
+
+
+async def test_metrics_show_each_connection_of_a_pool() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from wsmux.metrics import WsmuxCollector
+
+    with FeedServer(require_subscribe=True) as srv:
+        pool = Pool(lambda: Multiplexer(srv.url, **FAST), max_topics=1, name="md")
+        async with pool:
+            await pool.subscribe("sym0@trade", "sym1@trade")
+            with anyio.fail_after(10):
+                await pool.wait_connected()
+            registry = CollectorRegistry()
+            registry.register(WsmuxCollector(pool))
+            text = generate_latest(registry).decode()
+    names = [c.name for c in pool.connections]
+    assert len(names) == 2 and names[0].endswith("#1") and names[1].endswith("#2")
+    for name in names:
+        assert f'wsmux_connection_up{{connection="{name}",mux="md"}}' in text

@@ -247,9 +247,10 @@ class WsmuxCollector:
                 connections = connections.values()
             for i, conn in enumerate(connections):
                 read = getattr(conn, "stats", None)
-                if not callable(read):
+                if read is None:
                     continue
-                conn_stats = read()
+                # A method, or a snapshot already taken (wsmux.PoolConnection).
+                conn_stats = read() if callable(read) else read
                 label = str(getattr(conn_stats, "name", "") or i)
                 conns.append((_unique(label, conn_seen), conn_stats))
             out.append(Snapshot(name, stats, conns))

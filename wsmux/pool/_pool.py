@@ -20,7 +20,16 @@ from .._log import log
 from .._mux import Multiplexer, MultiplexerStats, _OwnTask, _TypedStream
 from ..connection._budget import ConnectBudget
 from ..connection._status import State
-from ..fanout import Filters, Handler, Hub, Overflow, Stream, compile_filters, is_async_callable
+from ..fanout import (
+    Filters,
+    Handler,
+    Hub,
+    Key,
+    Overflow,
+    Stream,
+    compile_filters,
+    is_async_callable,
+)
 from ..fanout._handlers import decorator
 from ._life import PoolLife
 from ._members import Members, PoolConnection
@@ -154,6 +163,8 @@ class Pool:
         gaps: Literal["raise", "ignore"] = "ignore",
         topics: Iterable[str] = (),
         name: str | None = None,
+        key: Key | None = None,
+        latency: bool | None = None,
     ) -> Stream:
         """Open a stream of the messages the filter selects, from every connection.
 
@@ -164,11 +175,18 @@ class Pool:
             The stream, already receiving.
 
         Raises:
-            TypeError: The filter is malformed.
+            TypeError: The filter is malformed, or ``key`` is neither a field
+                name nor callable.
             ValueError: An option is out of range.
         """
         stream = self._hub.open_stream(
-            filters, maxsize=maxsize, overflow=overflow, gaps=gaps, name=name
+            filters,
+            maxsize=maxsize,
+            overflow=overflow,
+            gaps=gaps,
+            name=name,
+            key=key,
+            latency=latency,
         )
         self._wanted.attach(stream, topics)
         return stream
@@ -190,6 +208,8 @@ class Pool:
             raise TypeError(f"listen() needs a class, not {cls!r}")
         topics = options.pop("topics", ())
         hub = self._hub
+        if options.get("latency") is None:
+            options["latency"] = hub.measure_streams
         stream = _TypedStream(hub, **options)
         stream._kind = cls
         clauses = compile_filters(filters)
@@ -374,7 +394,8 @@ class Pool:
 
         ``duplicates`` counts both the repeats dropped during rotations and
         the copies dropped by redundancy; ``last_disconnect`` is the latest
-        seen on any connection.
+        seen on any connection. ``latency`` (exchange to receipt) is kept
+        per connection: see ``connections[i].stats.latency``.
 
         Returns:
             The pool's counters, with its state and open streams.
@@ -388,6 +409,8 @@ class Pool:
             drops=hub.dropped(),
             streams=hub.stream_count(),
             name=self._name,
+            conflated=hub.conflated(),
+            named_streams=hub.named_statistics(),
             **totals,
         )
 
