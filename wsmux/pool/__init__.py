@@ -3,7 +3,9 @@
 Owns what lies past one connection: placing topics on connections with room
 (``_placement``), making, running and closing the connections
 (``_members``), merging the redundant copies of a shard exactly once by id
-(``_merge``), and the :class:`Pool` front (``_pool``). It sits above the
+(``_merge``), start and shutdown (``_life``), and the :class:`Pool` front
+(``_pool``). The connection-attempt budget they share,
+:class:`ConnectBudget`, lives in the connection layer (``_budget``). It sits above the
 connection and fan-out layers, beside the ``Multiplexer`` front: it may
 import :mod:`wsmux.connection`, :mod:`wsmux.fanout` and the top modules
 (``_mux``, ``_lifecycle``, ``_exceptions``, ``_log``); nothing below it
