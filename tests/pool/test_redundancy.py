@@ -153,3 +153,26 @@ async def test_copies_connect_to_their_own_urls() -> None:
         paths = sorted(r.path for r in srv.records())
     assert [(c.shard, c.copy) for c in conns] == [(1, 0), (1, 1)]
     assert paths == ["/a", "/b"]
+
+
+async def test_a_slow_blocking_reader_gets_every_message_once() -> None:
+    """Backpressure through a redundant pair: a ``block`` stream of 8 read
+    slowly holds both copies' readers; nothing is lost, nothing repeated."""
+    with FeedServer(symbols=8, require_subscribe=True, queue_size=100_000) as srv:
+        pool = redundant_pool(srv)
+        stream = pool.stream_filter({"e": lambda e: e != "x"}, overflow="block", maxsize=8)
+        seqs: list[int] = []
+        async with pool:
+            await pool.subscribe(*TOPICS)
+            with anyio.fail_after(20):
+                await pool.wait_connected()
+                srv.start_feed(count=400)
+                while len(seqs) < 400:
+                    msg = await stream.receive()
+                    if "seq" in msg:
+                        seqs.append(msg["seq"])
+                    if len(seqs) % 50 == 0:
+                        await anyio.sleep(0.01)  # a slow reader, now and then
+            stats = pool.stats()
+    assert sorted(seqs) == list(range(1, 401))
+    assert stats.drops == 0 and stats.disconnects == 0
