@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -85,6 +87,26 @@ async def test_an_old_timestamp_shows_as_that_much_latency() -> None:
             lat = mux.stats().latency
         assert lat is not None and lat.count == 5
         assert 1.5 <= lat.p50 <= 1.5 * 1.125 + 0.5  # bucket width, a loaded machine
+
+
+@pytest.mark.parametrize(
+    "event_time",
+    [lambda m: m["sent"], lambda m: math.nan, lambda m: -math.inf, lambda m: Decimal(1)],
+    ids=["string", "nan", "-inf", "decimal"],
+)
+async def test_an_unusable_event_time_never_kills_the_reader(event_time: Any) -> None:
+    with FeedServer(symbols=1) as srv:
+        mux = Multiplexer(srv.url, event_time=event_time, name="odd venue", **FAST)
+        stream = mux.stream_filter({"e": "odd"})
+        async with mux:
+            with anyio.fail_after(10):
+                for i in range(3):
+                    srv.broadcast({"e": "odd", "sent": "1700000000000", "i": i})
+                got = [(await stream.receive())["i"] for _ in range(3)]
+            stats = mux.stats()
+        assert got == [0, 1, 2]  # every message published, in order
+        assert stats.connects == 1 and stats.disconnects == 0  # one connection throughout
+        assert stats.latency is not None and stats.latency.count == 0
 
 
 async def test_nothing_is_measured_without_event_time() -> None:

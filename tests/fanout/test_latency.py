@@ -56,6 +56,37 @@ def test_edges_zero_negative_huge_and_empty() -> None:
     assert "p99" in str(s)
 
 
+def test_a_power_of_two_counts_under_its_own_bound() -> None:
+    # Prometheus reads le as <=: a duration exactly at a bound counts there.
+    h = LatencyHistogram()
+    edges = [2.0**-10, 0.5, 1.0, 2.0, 64.0]
+    for v in edges:
+        h.record(v)
+    s = h.snapshot()
+    for bound, count in s.buckets[:-1]:
+        assert count == sum(1 for v in edges if v <= bound), bound
+    # Percentiles stay an upper edge, never below the exact value.
+    for q in (1, 20, 40, 60, 80, 100):
+        want = exact(edges, q)
+        assert want <= h.percentile(q) <= want * 1.125
+    one = LatencyHistogram()
+    one.record(0.25)
+    one.record(0.2500001)
+    assert one.percentile(50) == 0.25  # 0.25's bucket ends at 0.25
+
+
+def test_a_time_that_is_not_a_finite_number_counts_nowhere() -> None:
+    h = LatencyHistogram()
+    h.record(0.001)
+    for bad in (math.nan, math.inf, -math.inf, 10**400):
+        with pytest.raises(ValueError, match="finite"):
+            h.record(bad)
+    with pytest.raises(TypeError):
+        h.record("0.5")  # type: ignore[arg-type]
+    s = h.snapshot()
+    assert s.count == 1 and s.sum == 0.001 and s.max == 0.001 and s.buckets[-1][1] == 1
+
+
 def test_event_seconds_reads_milliseconds_or_calls() -> None:
     ms = event_seconds("E")
     assert ms({"E": 1_700_000_000_123}) == 1_700_000_000.123

@@ -387,13 +387,14 @@ class Supervisor:
         errors = RateLimitedLog(logging.WARNING)
 
         def timed(msg: Any) -> bool:
+            # Whatever event_time gives (a string, NaN, a time in the wrong
+            # unit), the message is published and the reader lives on.
             try:
                 sent = event_time(msg)
+                if sent is not None:
+                    record(status.received_at() - sent)
             except Exception as exc:
-                errors("event_time raised %r; the message's latency is not recorded", exc)
-                sent = None
-            if sent is not None:
-                record(status.received_at() - sent)
+                errors("event_time gave no usable time (%r); latency not recorded", exc)
             return publish(msg)
 
         return timed

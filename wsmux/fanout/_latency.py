@@ -32,6 +32,7 @@ _LOW_EXP: Final = -19  # frexp exponent of the lowest bucket: 2**-20 s, about 1 
 _HIGH_EXP: Final = 7  # up to 2**7 = 128 s; longer ones count in the top bucket
 _BUCKETS: Final = (_HIGH_EXP - _LOW_EXP + 1) * _PER_OCTAVE
 _frexp = math.frexp
+_ceil = math.ceil
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,18 +142,29 @@ class LatencyHistogram:
 
         Args:
             seconds: The duration.
+
+        Raises:
+            ValueError: ``seconds`` is NaN or infinite (nothing is counted).
+            TypeError: ``seconds`` is not a number (nothing is counted).
         """
-        self.count += 1
-        self.sum += seconds
-        if seconds > self.max:
-            self.max = seconds
-        mantissa, exp = _frexp(seconds)  # seconds = mantissa * 2**exp, 0.5 <= mantissa < 1
-        i = (exp - _LOW_EXP) * _PER_OCTAVE + int((mantissa - 0.5) * 2 * _PER_OCTAVE)
+        # seconds = mantissa * 2**exp, 0.5 <= mantissa < 1. Buckets include
+        # their upper edge (an exact power of two counts at or below its own
+        # ``le``, as Prometheus reads it); the bucket is found before any
+        # counter moves, so a NaN or infinity (ceil raises) counts nowhere.
+        try:
+            mantissa, exp = _frexp(seconds)
+            i = (exp - _LOW_EXP) * _PER_OCTAVE + _ceil((mantissa - 0.5) * 2 * _PER_OCTAVE) - 1
+        except (OverflowError, ValueError):
+            raise ValueError(f"a duration must be a finite number, not {seconds!r}") from None
         if seconds <= 0.0 or i < 0:
             i = 0
         elif i >= _BUCKETS:
             i = _BUCKETS - 1
+        self.sum += seconds  # first: a number float cannot add to leaves all unchanged
         self._counts[i] += 1
+        self.count += 1
+        if seconds > self.max:
+            self.max = seconds
 
     def percentile(self, q: float) -> float:
         """Return the ``q``-th percentile (0 to 100), 0.0 with no samples.
