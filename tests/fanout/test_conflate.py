@@ -205,3 +205,96 @@ async def test_listen_conflates_typed_messages() -> None:
     assert mux.stats().conflated == 1
     with pytest.raises(ValueError, match="conflate"):
         mux.listen(Tick, key="sym")
+
+
+@pytest.mark.parametrize("maxsize", [3, 1000])
+async def test_a_gap_is_read_between_the_messages_it_came_between(maxsize: int) -> None:
+    # Random publishes, gaps and reads: every message read is the newest of
+    # its key when read, and a ConnectionGap comes between two messages read
+    # exactly when a gap happened between their publishes. Several gaps
+    # while the consumer stalls are each kept where they happened.
+    rng = random.Random(maxsize)
+    hub = Hub()
+    s = hub.open_stream(overflow="conflate", key="k", gaps="raise", maxsize=maxsize)
+    gaps: list[int] = []  # publish counts at which a gap happened
+    latest: dict[int, int] = {}
+    published = 0
+    last_read = -1  # publish index of the last message read
+    gap_seen = False
+
+    def read_all() -> None:
+        nonlocal last_read, gap_seen
+        while True:
+            try:
+                msg = s.receive_nowait()
+            except ConnectionGap:
+                gap_seen = True
+                continue
+            except anyio.WouldBlock:
+                return
+            between = any(last_read < g <= msg["i"] for g in gaps)
+            assert gap_seen == between, (last_read, msg, gaps)
+            if maxsize > 100:  # nothing evicted: the newest of its key
+                assert latest[msg["k"]] == msg["i"]
+            last_read, gap_seen = msg["i"], False
+
+    for _ in range(5000):
+        r = rng.random()
+        if r < 0.05:
+            hub.mark_gap()
+            gaps.append(published)
+        elif r < 0.1:
+            read_all()
+        else:
+            k = rng.randrange(8)
+            hub.publish({"k": k, "i": published})
+            latest[k] = published
+            published += 1
+        assert len(s._buf) <= maxsize
+    read_all()
+    stats = s.statistics()
+    assert stats.buffered == 0
+    assert stats.delivered + stats.dropped + stats.conflated == published
+
+
+async def test_gaps_while_stalled_keep_memory_bounded() -> None:
+    # A flapping connection and a consumer that reads nothing: one key
+    # updated between gaps never lets the markers pile up past maxsize.
+    hub = Hub()
+    s = hub.open_stream(overflow="conflate", key="k", gaps="raise", maxsize=4)
+    for i in range(1000):
+        hub.mark_gap()
+        hub.mark_gap()  # back to back: one gap
+        hub.publish({"k": "a", "i": i})
+        assert len(s._buf) <= 4
+    gaps = 0
+    while True:
+        try:
+            msg = s.receive_nowait()
+            break
+        except ConnectionGap:
+            gaps += 1
+    assert msg == {"k": "a", "i": 999} and 1 <= gaps <= 4
+    assert s.statistics().buffered == 0
+
+
+async def test_async_for_raises_each_gap_in_its_place() -> None:
+    hub = Hub()
+    s = hub.open_stream(overflow="conflate", key="k", gaps="raise")
+    for step in ["a0", "gap", "b1", "gap", "a2", "c3"]:
+        if step == "gap":
+            hub.mark_gap()
+        else:
+            hub.publish({"k": step[0], "i": int(step[1])})
+    seen: list[Any] = []
+    with anyio.fail_after(10):
+        while len(seen) < 5:
+            try:
+                async for msg in s:
+                    seen.append(msg["i"])
+                    if len(seen) == 5:
+                        break
+            except ConnectionGap:
+                seen.append("gap")
+    # a0 was replaced by a2, which came after both gaps.
+    assert seen == ["gap", 1, "gap", 2, 3]

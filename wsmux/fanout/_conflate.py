@@ -13,6 +13,12 @@ function raised or returned None, the key is unhashable) is kept as it is,
 never replaced, and counted (``unkeyed``); a warning is logged at most every
 few seconds. Past ``maxsize`` distinct entries the oldest is dropped and
 counted, as ``"drop_oldest"`` does; no policy here ever raises StreamLagged.
+
+A gap marker (``gaps="raise"``) is an entry of its own that stays where the
+gap happened: a key updated after the gap moves past it, so the consumer
+learns of the gap before reading any message that came after it (and reads
+no message that came after it before learning). Markers count toward
+``maxsize``; an evicted marker is still raised, before everything left.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ Key: TypeAlias = str | Callable[[Any], Hashable]
 
 _MISSING: Final = object()
 _UNKEYED: Final = object()  # first item of the private keys of unkeyed messages
+_GAP: Final = object()  # first item of the private keys of gap markers
 
 
 class _Counted(Protocol):
@@ -134,33 +141,45 @@ class KeyedBuffer:
         """Buffer ``msg``: replace its key's message, or add it at the back."""
         m = self._map
         times = self._times
-        if msg is self._gap:  # one marker says it all: keep the latest place
-            m.pop(msg, None)
-            m[msg] = msg
+        if msg is self._gap:
+            # A marker stays where the gap happened, so that a key updated
+            # after it is read after it; back-to-back gaps are one.
+            last = next(reversed(m), None) if m else None
+            if last is not None and m[last] is msg:
+                return
+            key = (_GAP, next(self._counter))
+            if len(m) >= self._maxsize:
+                self._evict()
+            m[key] = msg
             if times is not None:
-                times[msg] = 0.0
+                times[key] = 0.0
             return
         key = self._key_of(msg)
         if m.pop(key, _MISSING) is not _MISSING:
             self.conflated += 1
         elif len(m) >= self._maxsize:
-            old_key, old = m.popitem(last=False)
-            if times is not None:
-                del times[old_key]
-            if old is self._gap:
-                self._stream._gap_pending = True
-            else:
-                self._stream._dropped += 1
+            self._evict()
         m[key] = msg
         if times is not None and self._clock is not None:
             times[key] = self._clock()
 
-    def appendleft(self, msg: Any) -> None:
-        """Put a message back at the front (a gap marker a read left)."""
-        self._map[msg] = msg
-        self._map.move_to_end(msg, last=False)
+    def _evict(self) -> None:
+        """Drop the least recently updated entry (full): counted, or a gap kept pending."""
+        old_key, old = self._map.popitem(last=False)
         if self._times is not None:
-            self._times[msg] = 0.0
+            del self._times[old_key]
+        if old is self._gap:
+            self._stream._gap_pending = True
+        else:
+            self._stream._dropped += 1
+
+    def appendleft(self, msg: Any) -> None:
+        """Put a gap marker a read left back at the front."""
+        key = (_GAP, next(self._counter))
+        self._map[key] = msg
+        self._map.move_to_end(key, last=False)
+        if self._times is not None:
+            self._times[key] = 0.0
 
     def popleft(self) -> Any:
         """Remove and return the message of the least recently updated key.
