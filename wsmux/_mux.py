@@ -35,6 +35,7 @@ from .fanout import (
     Overflow,
     Stream,
     compile_filters,
+    handler_name,
     is_async_callable,
 )
 from .fanout._handlers import decorator
@@ -834,5 +835,9 @@ class _OwnTask:
     def __hash__(self) -> int:
         return hash(self.fn)
 
+    @property
+    def __wrapped__(self) -> Handler:
+        return self.fn
+
     def __repr__(self) -> str:
-        return str(getattr(self.fn, "__qualname__", repr(self.fn)))
+        return handler_name(self.fn)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 import urllib.error
 import urllib.request
@@ -12,7 +13,7 @@ import anyio.to_thread
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from wsmux import Multiplexer, run_in_thread
+from wsmux import Multiplexer, Pool, run_in_thread
 from wsmux.metrics import MetricsServer, WsmuxCollector, serve_metrics
 from wsmux.testing import FeedServer
 
@@ -189,3 +190,60 @@ def test_a_silent_client_does_not_hold_the_server() -> None:
     with server, socket.create_connection(("127.0.0.1", server.port), 5) as silent:
         silent.sendall(b"GET /met")
         assert parse(get(server.url)) == {}
+
+
+class _Client:
+    """An object handler whose repr carries a secret, as an API client's might."""
+
+    def __repr__(self) -> str:
+        return "<Client key=SECRET-api-key>"
+
+    async def __call__(self, msg: Any) -> None:
+        pass
+
+
+async def _on_user(url: str, msg: Any) -> None:
+    pass
+
+
+@pytest.mark.anyio
+async def test_a_pool_with_odd_names_and_secrets_scrapes_clean() -> None:
+    # A real Pool: each connection's series once, totals equal the sum of
+    # the connections'; a stream name with quotes, a backslash and a newline
+    # round-trips through the exposition format; no secret of a URL, a
+    # partial's arguments or a handler's repr reaches a label.
+    odd = 'say "hi"\\now\nthen'
+    with FeedServer(require_subscribe=True) as srv:
+        url = srv.url.replace("ws://", "ws://SECRET-user:SECRET-pw@") + "?token=SECRET-token"
+        pool = Pool(lambda: Multiplexer(url, **FAST), max_topics=1, name="md")
+        pool.stream_filter(name=odd, maxsize=4, overflow="conflate", key="s")
+        pool.add_handler(functools.partial(_on_user, "wss://x/ws/SECRET-listen-key"))
+        pool.add_handler(_Client())
+        async with pool, serve_metrics(pool) as server:
+            await pool.subscribe("sym0@trade", "sym1@trade")
+            with anyio.fail_after(10):
+                await pool.wait_connected()
+                srv.broadcast({"e": "trade", "s": "SYM0"})
+                while pool.stats().messages < 4:  # 2 subscribe replies, 2 trades
+                    await anyio.sleep(0.01)
+            text = await anyio.to_thread.run_sync(get, server.url)
+            stats, conns = pool.stats(), pool.connections
+    assert "SECRET" not in text and "0x" not in text
+    samples = parse(text)
+    assert value(samples, "wsmux_stream_conflated_total", mux="md", stream=odd) == (
+        stats.named_streams[odd].conflated
+    )
+    assert set(stats.named_streams) == {odd, "_on_user", "_Client"}
+    assert len(conns) == 2
+    for attr in ("messages", "bytes", "connects"):
+        per = [
+            value(
+                samples,
+                COUNTERS[attr].replace("wsmux_", "wsmux_connection_"),
+                mux="md",
+                connection=c.name,
+            )
+            for c in conns
+        ]
+        assert sum(per) == value(samples, COUNTERS[attr], mux="md") == getattr(stats, attr)
+        assert per == [getattr(c.stats, attr) for c in conns]

@@ -7,6 +7,7 @@ returns a coroutine (``lambda m: process(m)`` for an async ``process``).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
@@ -47,9 +48,22 @@ def is_async_callable(fn: object) -> bool:
 
 
 def handler_name(fn: object) -> str:
-    """A handler's qualified name for log lines (its repr if it has none)."""
+    """A handler's qualified name for log lines, stream names and metrics labels.
+
+    Never its repr: a ``functools.partial`` shows its arguments there (a
+    client, a URL with a listen key) and any object its address. A partial,
+    or a wrapper with ``__wrapped__``, is named after the function it wraps;
+    an object after its class.
+    """
+    for _ in range(8):  # wrappers of wrappers, never a cycle
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+        elif getattr(fn, "__wrapped__", None) is not None:
+            fn = fn.__wrapped__  # type: ignore[attr-defined]
+        else:
+            break
     name = getattr(fn, "__qualname__", None)
-    return name if isinstance(name, str) else repr(fn)
+    return name if isinstance(name, str) else type(fn).__qualname__
 
 
 class HandlerErrors:
