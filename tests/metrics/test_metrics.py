@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import socket
+import struct
 import urllib.error
 import urllib.request
 from typing import Any
@@ -247,3 +248,14 @@ async def test_a_pool_with_odd_names_and_secrets_scrapes_clean() -> None:
         ]
         assert sum(per) == value(samples, COUNTERS[attr], mux="md") == getattr(stats, attr)
         assert per == [getattr(c.stats, attr) for c in conns]
+
+
+def test_a_scraper_that_hangs_up_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    # Reset mid-request: socketserver's default prints a traceback on stderr.
+    server = serve_metrics()
+    with server:
+        with socket.create_connection(("127.0.0.1", server.port), 5) as rude:
+            rude.sendall(b"GET /met")
+            rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        assert parse(get(server.url)) == {}  # served after the rude one: one at a time
+    assert capsys.readouterr().err == ""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.server
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -75,6 +76,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 class _HTTPServer(http.server.HTTPServer):
     registry: CollectorRegistry
+    request_queue_size = 64  # scrapers arriving together wait, rather than being refused
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A scraper that hangs up mid-reply: a debug line, not a traceback on stderr."""
+        exc = sys.exc_info()[1]
+        log.debug("metrics client %s: %r", client_address[0], exc)
 
 
 class _HTTPServer6(_HTTPServer):
