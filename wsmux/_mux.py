@@ -134,8 +134,11 @@ class Multiplexer:
             function returning epoch seconds (or None for a message without
             one). Gives the exchange-to-receipt histogram of
             ``stats().latency``, and makes every stream measure its
-            receipt-to-consumer latency (``statistics().latency``). None
-            (default): nothing is measured, at no cost.
+            receipt-to-consumer latency (``statistics().latency``). A time
+            that cannot be used (not a number, or a day or more away: a
+            unit mistake) is logged and not recorded; the message is
+            published all the same. None (default): nothing is measured,
+            at no cost.
 
     Raises:
         TypeError: ``event_time`` is neither a field name nor callable.

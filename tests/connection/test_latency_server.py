@@ -109,6 +109,26 @@ async def test_an_unusable_event_time_never_kills_the_reader(event_time: Any) ->
         assert stats.latency is not None and stats.latency.count == 0
 
 
+@pytest.mark.parametrize("scale", [1 / 1000, 1000], ids=["seconds", "microseconds"])
+async def test_a_field_in_the_wrong_unit_is_logged_not_recorded(
+    scale: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    with FeedServer(symbols=1) as srv:
+        mux = Multiplexer(srv.url, event_time="t", name="units", **FAST)
+        stream = mux.stream_filter({"e": "u"})
+        async with mux:
+            with anyio.fail_after(10):
+                for i in range(3):
+                    srv.broadcast({"e": "u", "t": int(time.time() * 1000 * scale), "i": i})
+                got = [(await stream.receive())["i"] for _ in range(3)]
+                srv.broadcast({"e": "u", "t": int(time.time() * 1000), "i": 3})  # right: counted
+                await stream.receive()
+            lat = mux.stats().latency
+        assert got == [0, 1, 2]
+        assert lat is not None and lat.count == 1 and 0 <= lat.max < 60
+        assert "epoch ms" in caplog.text
+
+
 async def test_nothing_is_measured_without_event_time() -> None:
     with FeedServer(symbols=2) as srv:
         mux = Multiplexer(srv.url, **FAST)

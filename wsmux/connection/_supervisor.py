@@ -46,6 +46,9 @@ __all__ = ["Supervisor"]
 _TAIL_GRACE = 0.5
 #: With ids, an old link quiet this long needs no overlap before its fence.
 _QUIET = 0.1
+# An exchange-to-receipt time a day or more either way is a unit mistake
+# (seconds for ms, us for ms), not latency: logged, never recorded.
+_UNIT_SLIP = 86400.0
 
 
 class Supervisor:
@@ -392,7 +395,15 @@ class Supervisor:
             try:
                 sent = event_time(msg)
                 if sent is not None:
-                    record(status.received_at() - sent)
+                    took = status.received_at() - sent
+                    if -_UNIT_SLIP < took < _UNIT_SLIP:
+                        record(took)
+                    else:
+                        errors(
+                            "event_time is %.3g s from the receipt time; not recorded"
+                            " (a field must be epoch ms, a function epoch seconds)",
+                            took,
+                        )
             except Exception as exc:
                 errors("event_time gave no usable time (%r); latency not recorded", exc)
             return publish(msg)
