@@ -259,3 +259,36 @@ def test_a_scraper_that_hangs_up_prints_nothing(capsys: pytest.CaptureFixture[st
             rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         assert parse(get(server.url)) == {}  # served after the rude one: one at a time
     assert capsys.readouterr().err == ""
+
+
+class _SeqIds(Multiplexer):
+    def _message_id(self, msg: Any) -> Any:
+        return msg.get("seq") if isinstance(msg, dict) else None
+
+
+@pytest.mark.anyio
+async def test_redundant_copies_add_up_to_the_pools_duplicates() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    with FeedServer(symbols=1, kinds=("trade",), require_subscribe=True) as srv:
+        pool = Pool(lambda: _SeqIds(srv.url, **FAST), max_topics=8, redundancy=2, name="r")
+        stream = pool.stream_filter({"e": "trade"}, maxsize=100)
+        async with pool:
+            await pool.subscribe("sym0@trade")
+            with anyio.fail_after(10):
+                await pool.wait_connected()
+                srv.start_feed(count=20)
+                for _ in range(20):
+                    await stream.receive()
+                while pool.stats().messages < 2 * 21:  # both copies, and a reply each
+                    await anyio.sleep(0.01)
+            registry = CollectorRegistry()
+            registry.register(WsmuxCollector(pool))
+            samples = parse(generate_latest(registry).decode())
+            stats, conns = pool.stats(), pool.connections
+    assert stats.duplicates == 20 == sum(c.copies_dropped for c in conns)
+    per = [
+        value(samples, "wsmux_connection_duplicates_total", mux="r", connection=c.name)
+        for c in conns
+    ]
+    assert sum(per) == value(samples, "wsmux_duplicates_total", mux="r") == 20

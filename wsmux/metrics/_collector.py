@@ -251,6 +251,11 @@ class WsmuxCollector:
                     continue
                 # A method, or a snapshot already taken (wsmux.PoolConnection).
                 conn_stats = read() if callable(read) else read
+                copies = getattr(conn, "copies_dropped", 0)
+                if isinstance(copies, int) and copies and hasattr(conn_stats, "_replace"):
+                    # The pool counts a copy redundancy dropped as a duplicate:
+                    # so does its connection, so that connections add up to it.
+                    conn_stats = conn_stats._replace(duplicates=conn_stats.duplicates + copies)
                 label = str(getattr(conn_stats, "name", "") or i)
                 conns.append((_unique(label, conn_seen), conn_stats))
             out.append(Snapshot(name, stats, conns))
