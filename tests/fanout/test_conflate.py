@@ -298,3 +298,23 @@ async def test_async_for_raises_each_gap_in_its_place() -> None:
                 seen.append("gap")
     # a0 was replaced by a2, which came after both gaps.
     assert seen == ["gap", 1, "gap", 2, 3]
+
+
+async def test_streams_closed_after_the_hub_still_add_up() -> None:
+    # stats().drops after exit equals what the streams say they dropped,
+    # including what a stream still held when it was closed after the exit.
+    hub = Hub()
+    keyed = hub.open_stream(overflow="conflate", key="k")
+    plain = hub.open_stream(maxsize=4, overflow="drop_oldest")
+    for i in range(10):
+        hub.publish({"k": i % 3, "i": i})
+    hub.close()
+    assert plain.receive_nowait() == {"k": 0, "i": 6}
+    await keyed.close()
+    await plain.close()
+    streams = [keyed.statistics(), plain.statistics()]
+    assert [s.dropped for s in streams] == [3, 6 + 3]
+    assert hub.dropped() == sum(s.dropped for s in streams)
+    assert hub.conflated() == 7
+    for s in streams:
+        assert s.delivered + s.dropped + s.buffered + s.conflated == 10

@@ -171,9 +171,16 @@ class Hub:
             if target.overflow == "block":
                 self._block_streams = [*self._block_streams, target]
 
-    def _discard(self, stream: Stream) -> None:
-        """Unregister a stream (called by the stream when it closes)."""
-        if stream in self._streams:
+    def _discard(self, stream: Stream, lost: int = 0) -> None:
+        """Unregister a stream (called by the stream when it closes).
+
+        ``lost`` is what it still held, counted as dropped: an open stream's
+        counters are taken whole here; one the hub had ended was counted at
+        :meth:`close`, all but these.
+        """
+        if stream not in self._streams:
+            self._dropped_closed += lost
+        else:
             self._streams.discard(stream)
             self._index.remove(stream)
             self._gap_streams = [s for s in self._gap_streams if s is not stream]

@@ -108,7 +108,7 @@ class _Owner(Protocol):
     _pressure: bool
     clock: Callable[[], float]
 
-    def _discard(self, stream: Stream) -> None: ...
+    def _discard(self, stream: Stream, lost: int) -> None: ...
 
 
 class Stream:
@@ -443,12 +443,13 @@ class Stream:
         """
         if self._state is _CLOSED:
             return
-        self._dropped += self.statistics().buffered
+        lost = self.statistics().buffered
+        self._dropped += lost
         self._state = _CLOSED
         self._buf.clear()
         self._lost = 0
         self._gap_pending = False
-        self._owner._discard(self)
+        self._owner._discard(self, lost)
         self._wake()
         if self._on_close is not None:
             on_close, self._on_close = self._on_close, None
