@@ -421,8 +421,8 @@ class Multiplexer:
             The stream, already receiving.
 
         Raises:
-            TypeError: The filter is malformed, or ``key`` is neither a
-                field name nor callable.
+            TypeError: The filter is malformed, ``key`` is neither a
+                field name nor callable, or ``name`` is not a str.
             ValueError: An option is out of range, ``"conflate"`` without a
                 ``key``, or a ``key`` with another policy.
         """

@@ -318,3 +318,12 @@ async def test_streams_closed_after_the_hub_still_add_up() -> None:
     assert hub.conflated() == 7
     for s in streams:
         assert s.delivered + s.dropped + s.buffered + s.conflated == 10
+
+
+async def test_a_name_that_is_not_a_str_is_refused_at_once() -> None:
+    # It would make stats().named_streams (and every metrics scrape) raise.
+    hub = Hub()
+    hub.open_stream(name="a")
+    with pytest.raises(TypeError, match="name must be a str"):
+        hub.open_stream(name=5)  # type: ignore[arg-type]
+    assert list(hub.named_statistics()) == ["a"]

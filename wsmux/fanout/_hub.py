@@ -141,7 +141,7 @@ class Hub:
             The open stream; already receiving.
 
         Raises:
-            TypeError: The filter is malformed.
+            TypeError: The filter is malformed, or ``name`` is not a str.
             ValueError: An option is out of range, ``"conflate"`` without a
                 ``key``, or a ``key`` with another policy.
         """

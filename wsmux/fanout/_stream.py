@@ -181,6 +181,9 @@ class Stream:
             raise ValueError(f"overflow must be one of {', '.join(_POLICIES)}; got {overflow!r}")
         if gaps not in ("raise", "ignore"):
             raise ValueError(f"gaps must be 'raise' or 'ignore', not {gaps!r}")
+        if name is not None and not isinstance(name, str):
+            # A name is a metrics label and a sort key of stats().named_streams.
+            raise TypeError(f"name must be a str or None, not {type(name).__name__}")
         if (overflow == "conflate") != (key is not None):
             raise ValueError(
                 'overflow="conflate" needs key= (a field name or a function of the message)'
