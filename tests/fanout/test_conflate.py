@@ -327,3 +327,12 @@ async def test_a_name_that_is_not_a_str_is_refused_at_once() -> None:
     with pytest.raises(TypeError, match="name must be a str"):
         hub.open_stream(name=5)  # type: ignore[arg-type]
     assert list(hub.named_statistics()) == ["a"]
+
+
+async def test_conflation_asked_of_a_plain_function_is_refused() -> None:
+    # Called inline for every message, it cannot conflate: said, not ignored.
+    hub = Hub()
+    for options in ({"overflow": "conflate", "key": "s"}, {"key": "s"}):
+        with pytest.raises(ValueError, match="async handlers"):
+            hub.add_handler(lambda m: None, **options)
+    assert not hub._handlers

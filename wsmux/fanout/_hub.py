@@ -217,7 +217,8 @@ class Hub:
 
         Raises:
             TypeError: ``fn`` is not callable, or the filter is malformed.
-            ValueError: ``fn`` is already a handler, or the options conflict.
+            ValueError: ``fn`` is already a handler, or the options conflict
+                (conflation asked of a plain function).
         """
         if not callable(fn):
             raise TypeError(f"handler must be callable, not {type(fn).__name__}")
@@ -235,6 +236,12 @@ class Hub:
             else:
                 self._pending.append((fn, stream))
             return
+        if key is not None or overflow == "conflate":
+            # Nothing is buffered for a plain function: it sees every message.
+            raise ValueError(
+                'overflow="conflate" and key= are for async handlers; a plain function'
+                " is called inline for every message"
+            )
         clauses = compile_filters(filters)
         entry = SyncHandler(fn, self._handler_errors)
         self._handlers[fn] = entry
