@@ -292,3 +292,49 @@ async def test_redundant_copies_add_up_to_the_pools_duplicates() -> None:
         for c in conns
     ]
     assert sum(per) == value(samples, "wsmux_duplicates_total", mux="r") == 20
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("server_first", [True, False])
+async def test_scrapes_while_the_multiplexer_exits(server_first: bool) -> None:
+    # Three scrapers hammer the endpoint while the multiplexer and the
+    # server exit, in either order: every answer is a full 200 (a closed
+    # multiplexer's stats are still stats) or a refused connection once the
+    # server is gone; nothing hangs and no thread is left (conftest).
+    import threading
+
+    answers: list[object] = []
+    stop = threading.Event()
+    scraped = threading.Semaphore(0)
+
+    def hammer(url: str) -> None:
+        while not stop.is_set():
+            try:
+                answers.append("wsmux_up" in get(url))
+                scraped.release()
+            except urllib.error.HTTPError as exc:
+                answers.append(exc.code)
+                exc.close()
+            except OSError:
+                answers.append("refused")
+
+    with FeedServer(symbols=2) as srv:
+        mux = Multiplexer(srv.url, name="m", **FAST)
+        server = serve_metrics(mux)
+        first, second = (server, mux) if server_first else (mux, server)
+        threads: list[threading.Thread] = []
+        try:
+            async with first, second:
+                threads = [threading.Thread(target=hammer, args=(server.url,)) for _ in range(3)]
+                for t in threads:
+                    t.start()
+                with anyio.fail_after(10):
+                    for _ in range(6):
+                        await anyio.to_thread.run_sync(scraped.acquire)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(10)
+    assert not any(t.is_alive() for t in threads)
+    assert set(answers) <= {True, "refused"}, set(answers)
+    assert answers.count(True) >= 6
