@@ -20,11 +20,13 @@ from ._exceptions import FatalConnectError, MultiplexerClosed
 from ._lifecycle import IN_OWN_TASK, Lifecycle
 from ._log import default_name
 from ._options import MultiplexerStats, Options
+from ._record import Recorder
 from ._outbound import Outbound
 from .connection._backoff import Backoff
 from .connection._ratelimit import RateLimiter
 from .connection._status import ENDED, LIVE, Hooks, State, Status
 from .connection._supervisor import Supervisor
+from .connection._proxy import check_proxy, resolve_proxy
 from .connection._transport import Connection, ScrubbingLogger, default_connect
 from .fanout import (
     Filters,
@@ -76,6 +78,14 @@ class Multiplexer:
             asyncio only (under trio, starting fails with FatalConnectError).
         connect_options: Extra keyword arguments for websockets' ``connect``
             (for picows' ``ws_connect`` with ``transport="picows"``).
+        proxy: The proxy to connect through: ``True`` (default) takes it from
+            the environment as websockets does (``wss_proxy``/``https_proxy``,
+            ``ws_proxy``/``http_proxy``, ``all_proxy``, minus ``no_proxy``),
+            None (or False) connects directly, a URL such as
+            ``"http://user:pass@proxy:3128"`` (HTTP CONNECT) or
+            ``"socks5h://proxy:1080"`` (SOCKS, ``pip install python-socks``)
+            uses that proxy. Both transports honour it; its credentials never
+            appear in logs, reprs or errors.
         max_size: Largest inbound message in bytes; a larger one closes the
             connection (counted, then reconnected). None for no limit.
         ping_interval: Seconds between keepalive pings.
@@ -120,10 +130,16 @@ class Multiplexer:
         reconnect_args: Extra arguments for ``reconnect_fn``.
         drain_timeout: On exit, how long async handlers may take to finish
             what is buffered for them.
+        recorder: A :class:`wsmux.Recorder` that writes every raw frame with
+            its receive time and connection id, and the connections,
+            rotations and gaps (see ``wsmux record``); None (default) costs
+            nothing.
 
     Raises:
-        ValueError: An option is out of range, or ``transport`` is unknown.
-        ImportError: ``transport="picows"`` and picows is not installed.
+        ValueError: An option is out of range, ``transport`` is unknown, or
+            ``proxy`` is not a valid proxy URL.
+        ImportError: ``transport="picows"`` and picows is not installed, or a
+            SOCKS proxy and python-socks is not installed.
     """
 
     def __init__(
@@ -134,6 +150,7 @@ class Multiplexer:
         # connection
         transport: Literal["websockets", "picows"] = "websockets",
         connect_options: dict[str, Any] | None = None,
+        proxy: str | bool | None = True,
         max_size: int | None = 2**20,
         ping_interval: float | None = 5.0,
         ping_timeout: float | None = 5.0,
@@ -160,6 +177,7 @@ class Multiplexer:
         reconnect_fn: Callable[..., Any] | None = None,
         reconnect_args: Iterable[Any] = (),
         drain_timeout: float = 5.0,
+        recorder: Recorder | None = None,
     ) -> None:
         if url is not None and not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
@@ -192,6 +210,7 @@ class Multiplexer:
             require_picows()
         elif transport != "websockets":
             raise ValueError(f"transport must be 'websockets' or 'picows', not {transport!r}")
+        check_proxy(proxy)
         self.url = url
         self._name = name if name is not None else default_name(url, self)
         self._redacted = self._name  # the label of logs and errors (kept for subclasses)
@@ -216,7 +235,9 @@ class Multiplexer:
             subscribe_chunk=subscribe_chunk,
             reconnect_args=tuple(reconnect_args),
             transport=transport,
+            proxy=None if proxy is False else proxy,
         )
+        self._recorder = recorder
         self._backoff = backoff
         self._hub = Hub(drain_timeout=drain_timeout)
         self._status = Status(
@@ -274,7 +295,7 @@ class Multiplexer:
                 ping_timeout=opts.ping_timeout,
                 open_timeout=opts.open_timeout,
                 close_timeout=opts.close_timeout,
-                **opts.connect_options,
+                **{"proxy": resolve_proxy(opts.proxy, self.url), **opts.connect_options},
             )
         options: dict[str, Any] = {
             "max_size": opts.max_size,
@@ -285,6 +306,7 @@ class Multiplexer:
             "compression": None,
             "max_queue": 1024,
             "logger": ScrubbingLogger(self.url),
+            "proxy": opts.proxy,
         }
         options.update(opts.connect_options)
         made = default_connect(self.url, options)
@@ -636,7 +658,13 @@ class Multiplexer:
 
     def _new_supervisor(self, tg: Any) -> Supervisor:
         return Supervisor(
-            self._hooks(), self._hub, self._options, self._status, tg, backoff=self._backoff
+            self._hooks(),
+            self._hub,
+            self._options,
+            self._status,
+            tg,
+            backoff=self._backoff,
+            recorder=self._recorder,
         )
 
     def _live(self) -> tuple[Any, set[str]] | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 __all__ = ["MultiplexerStats", "Options"]
@@ -32,6 +32,8 @@ class Options:
     subscribe_chunk: int
     reconnect_args: tuple[Any, ...]
     transport: str = "websockets"
+    #: True: from the environment; None: none; else the proxy URL (secret-bearing).
+    proxy: str | bool | None = field(default=True, repr=False)
 
 
 class MultiplexerStats(NamedTuple):

@@ -31,7 +31,15 @@ and connections), ``_feed`` and ``_generator`` (the scripted feed), ``_faults``
 """
 
 from ._faults import FAULTS
+from ._proxy import ConnectProxy, ConnectRequest
 from ._records import ConnectionRecord, FeedServerStats
 from ._server import FeedServer
 
-__all__ = ["FAULTS", "ConnectionRecord", "FeedServer", "FeedServerStats"]
+__all__ = [
+    "FAULTS",
+    "ConnectProxy",
+    "ConnectRequest",
+    "ConnectionRecord",
+    "FeedServer",
+    "FeedServerStats",
+]
