@@ -30,6 +30,7 @@ from ._exceptions import (
     WsmuxError,
 )
 from ._mux import Multiplexer, MultiplexerStats, State
+from ._record import Recorder
 from .book import (
     BinanceFuturesRule,
     BinanceSpotRule,
@@ -68,6 +69,7 @@ __all__ = [
     "OrderBook",
     "OutOfSync",
     "Overflow",
+    "Recorder",
     "RequestTimeout",
     "RetriesExhausted",
     "State",

@@ -10,6 +10,7 @@ hook costs nothing when unused. The file format is described in
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ import orjson
 
 from ._log import log, redact_url
 from ._recfile import FORMAT, VERSION, frame_payload, open_write
+from .fanout._match import Filters, compile_filters, matches
 
 __all__ = ["Recorder"]
 
@@ -42,14 +44,17 @@ class Recorder:
 
     Args:
         path: Where to write; a name ending in ``.zst`` is zstd-compressed.
-        keep: Optional test of a raw frame: frames it returns False for are
-            not written (counted in :attr:`skipped`). Events are always written.
+        filters: Record only the frames that parse as JSON and match this
+            filter (as in ``stream_filter``); the others are counted in
+            :attr:`skipped`. None (default) records every frame. Events are
+            always written.
         url: The URL to note in the header (shown as scheme, host and
             port); default: the multiplexer's, when it starts.
 
     Raises:
         ImportError: The name ends in ``.zst`` and zstandard is missing
             (``pip install 'wsmux[record]'``).
+        TypeError: ``filters`` is not a valid filter.
         OSError: The file cannot be created.
     """
 
@@ -59,11 +64,12 @@ class Recorder:
         self,
         path: str | os.PathLike[str],
         *,
-        keep: Callable[[str | bytes], bool] | None = None,
+        filters: Filters = None,
         url: str | None = None,
     ) -> None:
         self.path = os.fspath(path)
-        self._keep = keep
+        clauses = compile_filters(filters)
+        self._keep = None if not clauses else functools.partial(_keep, clauses)
         self._url = url
         #: Frames written and frames ``keep`` turned away.
         self.frames = 0
@@ -170,3 +176,11 @@ class Recorder:
                 f.close()
             except (OSError, ValueError):
                 pass
+
+
+def _keep(clauses: list[dict[str, Any]], raw: str | bytes) -> bool:
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return any(matches(clause, msg) for clause in clauses)

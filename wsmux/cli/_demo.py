@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import anyio
 
-from .. import Multiplexer, Stream, StreamLagged
+from .. import Multiplexer, Recorder, Stream, StreamLagged
 from ._common import positive_float, positive_int, setup_logging, status
 from .binance import BinanceFapiUserData, OrderBook
 
@@ -36,7 +36,8 @@ def add_parser(sub: Any) -> None:
         description="Start the embedded FeedServer as a simulated exchange (many symbols,"
         " depth diffs with sequence numbers, a user-data stream whose listen key expires every"
         " few seconds, a random disconnect now and then) and a demo adapter with many"
-        " concurrent consumers. Shows a status line each second. No internet needed.",
+        " concurrent consumers. Shows a status line each second. No internet needed: the"
+        " simulated exchange listens on 127.0.0.1 only.",
     )
     demo.add_argument(
         "--seconds",
@@ -61,6 +62,12 @@ def add_parser(sub: Any) -> None:
         default=7.0,
         metavar="S",
         help="drop a random connection about every S seconds (default 7)",
+    )
+    demo.add_argument(
+        "--record",
+        metavar="FILE",
+        help="record the market connection's raw frames to FILE (.zst: compressed), for"
+        " wsmux replay",
     )
     demo.add_argument("-v", "--verbose", action="store_true", help="log wsmux warnings too")
     demo.set_defaults(func=_demo)
@@ -99,7 +106,9 @@ class _Line:
             self.out.flush()
 
 
-async def _run_demo(args: argparse.Namespace, line: _Line) -> dict[str, Any]:
+async def _run_demo(
+    args: argparse.Namespace, line: _Line, recorder: Recorder | None = None
+) -> dict[str, Any]:
     from ..testing import FeedServer
 
     symbols = [f"SYM{i}" for i in range(args.symbols)]
@@ -107,7 +116,7 @@ async def _run_demo(args: argparse.Namespace, line: _Line) -> dict[str, Any]:
     async with FeedServer(symbols=symbols, listen_key_ttl=args.key_ttl, seed=7) as srv:
         srv.start_feed(rate=args.rate)
         srv.schedule("drop", every=args.drop_every, jitter=args.drop_every / 3)
-        market = Multiplexer(f"{srv.url}/stream", **fast)
+        market = Multiplexer(f"{srv.url}/stream", recorder=recorder, **fast)
         user = BinanceFapiUserData(srv.url, srv.http_url, period=60.0, **fast)
         counts = dict.fromkeys(symbols, 0)
         books = {s: OrderBook(market, s, srv.http_url, futures=True) for s in symbols[:4]}
@@ -205,14 +214,23 @@ def _demo(args: argparse.Namespace) -> int:
     undo = setup_logging(args.verbose) if args.verbose else (lambda: None)
     line = _Line(sys.stderr)
     status("demo: a simulated exchange on 127.0.0.1, Ctrl-C to stop")
+    recorder: Recorder | None = None
     try:
-        summary = anyio.run(_run_demo, args, line)
+        if args.record:
+            recorder = Recorder(args.record)
+        summary = anyio.run(_run_demo, args, line, recorder)
+    except (ImportError, OSError) as exc:
+        status(f"error: {exc}")
+        return 1
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop
         line.done()
         status("interrupted")
         return 0
     finally:
         undo()
+        if recorder is not None:
+            recorder.close()
+            status(f"recorded {recorder.frames} frame(s) to {args.record}")
     line.done()
     status(summary_line(summary))
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from types import TracebackType
@@ -23,6 +24,7 @@ from ._faults import FAULTS, Faults
 from ._feed import FeedRunner
 from ._generator import KINDS, FeedSpec, encode
 from ._records import ConnectionRecord, FeedServerStats
+from ._replay import Replay
 
 __all__ = ["FeedServer"]
 
@@ -42,7 +44,14 @@ class FeedServer:
 
     Control calls that name a connection take its id (``conn=``); None means
     every open connection. They return how many connections they affected.
+
+    Attributes:
+        replaying: The playback of a server made by :meth:`replay` (its
+            ``frames``, ``duration``, ``played``, ``elapsed``, ``done``),
+            None for a scripted feed.
     """
+
+    replaying: Replay | None = None
 
     def __init__(
         self,
@@ -115,6 +124,40 @@ class FeedServer:
         core.on_open = self._feed.connection_opened
         core.http_routes["depth"] = self._feed.depth_response
         core.on_shutdown = self._feed.forget
+
+    @classmethod
+    def replay(
+        cls, path: str | os.PathLike[str], speed: float | str = 1.0, **options: Any
+    ) -> Self:
+        """A server that serves a recording (``wsmux record``) as a live feed.
+
+        The frames of the recording's live connection go to every market
+        connection in their recorded order, with their recorded spacing
+        divided by ``speed``; the playback starts when the first market
+        connection opens and runs once (again after a restart). It loses
+        nothing: a client that does not keep up slows it down instead. Wait
+        for the end with :meth:`wait_feed_done` once a client is connected;
+        :attr:`replaying` tells how long it took on the server's clock.
+
+        Args:
+            path: The recording (``.zst``: zstd-compressed).
+            speed: 1.0 is real time, 10 ten times faster; 0 or ``"max"`` as
+                fast as the sockets allow.
+            **options: Other :class:`FeedServer` arguments (``host``, ``port``,
+                ``queue_size``, ...).
+
+        Returns:
+            The server, not started.
+
+        Raises:
+            ValueError: ``speed`` is out of range, or the file is not a wsmux
+                recording.
+            OSError: The file cannot be read.
+            ImportError: A ``.zst`` file and zstandard is missing.
+        """
+        server = cls(**options)
+        server.replaying = Replay(server._core, path, speed)
+        return server
 
     # ------------------------------------------------------------ lifecycle
 
