@@ -130,7 +130,10 @@ def read_recording(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[d
     name = os.path.basename(os.fspath(path))
     with open_read(path) as f:
         lines = iter(f)
-        header = _load(next(lines, b""), name, 1)
+        first = next(lines, b"")
+        if not first.strip():
+            raise ValueError(f"{name}: not a wsmux recording (empty)")
+        header = _load(first, name, 1)
         if not isinstance(header, dict) or header.get("wsmux") != FORMAT:
             raise ValueError(f"{name}: not a wsmux recording (no header line)")
         if header.get("version") != VERSION:
