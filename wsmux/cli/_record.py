@@ -118,11 +118,17 @@ def _record(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace, recorder: Recorder) -> None:
     mux = _TapMux(args.url, args.send, None, max_attempts=args.retries or None, recorder=recorder)
     status(f"recording {show_url(args.url)} to {args.output}")
+    error: WsmuxError | None = None
     async with anyio.create_task_group() as tg:
         tg.start_soon(_on_sigint, tg.cancel_scope)
-        with anyio.move_on_after(args.duration if args.duration else float("inf")):
-            await mux.run()
+        try:
+            with anyio.move_on_after(args.duration if args.duration else float("inf")):
+                await mux.run()
+        except WsmuxError as exc:
+            error = exc  # raised outside the task group, not wrapped in a group
         tg.cancel_scope.cancel()
+    if error is not None:
+        raise error
 
 
 async def _on_sigint(scope: anyio.CancelScope) -> None:
