@@ -20,13 +20,13 @@ from ._exceptions import FatalConnectError, MultiplexerClosed
 from ._lifecycle import IN_OWN_TASK, Lifecycle
 from ._log import default_name
 from ._options import MultiplexerStats, Options
-from ._record import Recorder
 from ._outbound import Outbound
+from ._record import Recorder
 from .connection._backoff import Backoff
+from .connection._proxy import check_proxy, resolve_proxy
 from .connection._ratelimit import RateLimiter
 from .connection._status import ENDED, LIVE, Hooks, State, Status
 from .connection._supervisor import Supervisor
-from .connection._proxy import check_proxy, resolve_proxy
 from .connection._transport import Connection, ScrubbingLogger, default_connect
 from .fanout import (
     Filters,

@@ -81,7 +81,7 @@ def open_write(path: str | os.PathLike[str]) -> IO[bytes]:
             raw.close()
             raise
         return writer
-    return open(name, "wb", buffering=1 << 16)  # noqa: SIM115 - the caller closes it
+    return open(name, "wb", buffering=1 << 16)
 
 
 def open_read(path: str | os.PathLike[str]) -> IO[bytes]:
@@ -101,7 +101,7 @@ def open_read(path: str | os.PathLike[str]) -> IO[bytes]:
             raw.close()
             raise
         return io.BufferedReader(reader, 1 << 16)
-    return open(name, "rb")  # noqa: SIM115 - the caller closes it
+    return open(name, "rb")
 
 
 def frame_payload(raw: str | bytes | bytearray | memoryview) -> tuple[str, str]:

@@ -10,6 +10,7 @@ hook costs nothing when unused. The file format is described in
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -172,10 +173,8 @@ class Recorder:
             # A full disk must not take the feed down: say so once and stop recording.
             log.error("recording to %s failed (%r): recording stopped", self.path, exc)
             self._file = None
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 f.close()
-            except (OSError, ValueError):
-                pass
 
 
 def _keep(clauses: list[dict[str, Any]], raw: str | bytes) -> bool:

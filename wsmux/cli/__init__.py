@@ -1,4 +1,4 @@
-"""The ``wsmux`` command line: ``tap``, ``demo``, ``record``, ``replay`` (``bench``: :mod:`wsmux.bench`).
+"""The ``wsmux`` command line: tap, demo, record, replay (``bench``: :mod:`wsmux.bench`).
 
 A tool: nothing in the core imports it. It may import wsmux's public names
 (``from wsmux import ...``), :mod:`wsmux._log`, :mod:`wsmux._exceptions` and

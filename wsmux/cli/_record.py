@@ -71,9 +71,7 @@ def add_parser(sub: Any) -> None:
     rec.add_argument(
         "--filter", type=json_filter, metavar="JSON", help="a filter as JSON, as in wsmux tap"
     )
-    rec.add_argument(
-        "--duration", type=positive_float, metavar="S", help="stop after S seconds"
-    )
+    rec.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
     rec.add_argument(
         "--retries",
         type=nonnegative_int,

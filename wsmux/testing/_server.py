@@ -126,9 +126,7 @@ class FeedServer:
         core.on_shutdown = self._feed.forget
 
     @classmethod
-    def replay(
-        cls, path: str | os.PathLike[str], speed: float | str = 1.0, **options: Any
-    ) -> Self:
+    def replay(cls, path: str | os.PathLike[str], speed: float | str = 1.0, **options: Any) -> Self:
         """A server that serves a recording (``wsmux record``) as a live feed.
 
         The frames of the recording's live connection go to every market
