@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+from collections import Counter
 from collections.abc import Iterator
 from typing import IO, Any, Final
 
@@ -161,27 +162,74 @@ def _load(line: bytes, name: str, number: int) -> Any:
 def served_frames(entries: list[dict[str, Any]]) -> Iterator[tuple[float, bytes, bool]]:
     """The frames a replay serves: ``(t, payload, is_text)``, in order.
 
-    A replay is one feed, as the venue sent it: it serves the frames of the
-    connection that was live when they arrived. That is the first one, then
-    after a ``rotation`` line its new connection (whose frames from before the
-    cutover, the overlap, are not served again), and after a loss the next
-    connection that opens. Across a planned rotation without message ids,
-    about one round trip of frames may be repeated or missing at the cutover.
+    A replay is one feed, as the venue sent it once: the frames of the
+    connection that was live when they arrived. That is the first
+    connection; after a loss (``gap``), the next one that opens. A
+    connection opened while another is live (a planned rotation's next one)
+    is held until its ``rotation`` line, and the old connection's frames
+    after that line are dropped. The cut is where the new connection's
+    stream repeats the old one's last served frame: its frames up to that
+    one are the overlap (not served again), the rest follow. So a recording
+    across a rotation replays with no repeat and no hole, unless the feed
+    sends equal frames (no id, no timestamp) within one overlap.
     """
-    live: int | None = None
+    streams: dict[Any, list[str]] = {}
+    for entry in entries:
+        if "ev" not in entry:
+            streams.setdefault(entry.get("conn"), []).append(_key(entry))
+    live: Any = None
+    held: dict[Any, list[tuple[int, dict[str, Any]]]] = {}
+    position: Counter[Any] = Counter()  # frames seen so far, per connection
+    cut: dict[Any, int] = {}  # per connection: how many of its first frames are not served
+    last: str | None = None  # the last frame served
     for entry in entries:
         event = entry.get("ev")
+        conn = entry.get("conn")
         if event is None:
-            if entry.get("conn") != live:
-                continue
-            if "data" in entry:
-                yield entry["t"], entry["data"].encode(), True
-            elif "b64" in entry:
-                yield entry["t"], base64.b64decode(entry["b64"]), False
+            n = position[conn]
+            position[conn] += 1
+            if conn == live:
+                if n >= cut.get(conn, 0) and (served := _frame(entry)) is not None:
+                    last = _key(entry)
+                    yield served
+            elif conn in held:
+                held[conn].append((n, entry))
         elif event == "connect":
             if live is None:
-                live = entry.get("conn")
+                live = conn
+            else:
+                held[conn] = []
         elif event == "rotation":
-            live = entry.get("conn")
-        elif event == "gap" and entry.get("conn") == live:
+            frames = held.pop(conn, [])
+            cut[conn] = _cut(streams.get(conn, []), last)
+            live = conn
+            for n, frame in frames:
+                if n >= cut[conn] and (served := _frame(frame)) is not None:
+                    last = _key(frame)
+                    yield served
+        elif event == "gap" and conn == live:
             live = None
+        elif event == "close":
+            held.pop(conn, None)  # a rotation's next connection, lost before the cutover
+
+
+def _cut(stream: list[str], last: str | None) -> int:
+    """How many first frames of ``stream`` the old connection already served."""
+    if last is None:
+        return 0
+    try:
+        return stream.index(last) + 1
+    except ValueError:
+        return 0  # the new stream began after the old one's last frame: no overlap
+
+
+def _key(entry: dict[str, Any]) -> str:
+    return entry.get("data") or entry.get("b64") or ""
+
+
+def _frame(entry: dict[str, Any]) -> tuple[float, bytes, bool] | None:
+    if "data" in entry:
+        return entry["t"], entry["data"].encode(), True
+    if "b64" in entry:
+        return entry["t"], base64.b64decode(entry["b64"]), False
+    return None

@@ -120,7 +120,7 @@ async def test_replay_as_fast_as_possible(recording: Recording) -> None:
 
 
 def test_replay_of_a_plain_file_with_rotation_and_binary_frames(tmp_path: Path) -> None:
-    """The live connection rule: a rotation's overlap is not served twice."""
+    """The live connection rule: a rotation's overlap is served once, nothing is lost."""
     lines: list[dict[str, Any]] = [
         {"wsmux": "recording", "version": 1, "url": None, "start": 0.0, "name": "x"},
         {"t": 0.0, "ev": "connect", "conn": 1},
@@ -129,9 +129,15 @@ def test_replay_of_a_plain_file_with_rotation_and_binary_frames(tmp_path: Path) 
         {"t": 0.25, "conn": 2, "data": '{"n": 2}'},  # overlap, on the new connection
         {"t": 0.3, "conn": 1, "data": '{"n": 2}'},
         {"t": 0.35, "conn": 1, "b64": "/w=="},
+        {"t": 0.36, "conn": 2, "b64": "/w=="},  # overlap
+        {"t": 0.37, "conn": 2, "data": '{"n": 3}'},  # after the old one's last: served
         {"t": 0.4, "ev": "rotation", "from": 1, "conn": 2},
-        {"t": 0.45, "conn": 1, "data": '{"n": 3}'},  # the old one after the cutover
-        {"t": 0.5, "conn": 2, "data": '{"n": 3}'},
+        {"t": 0.45, "conn": 1, "data": '{"n": 4}'},  # the old one after the cutover
+        {"t": 0.5, "conn": 2, "data": '{"n": 4}'},
+        {"t": 0.6, "ev": "gap", "conn": 2, "reason": "lost"},
+        {"t": 0.65, "conn": 2, "data": '{"n": 5}'},  # read after the loss: not served
+        {"t": 0.7, "ev": "connect", "conn": 3},
+        {"t": 0.8, "conn": 3, "data": '{"n": 6}'},
     ]
     path = tmp_path / "r.jsonl"
     path.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
@@ -140,7 +146,9 @@ def test_replay_of_a_plain_file_with_rotation_and_binary_frames(tmp_path: Path) 
         (0.1, b'{"n": 1}', True),
         (0.3, b'{"n": 2}', True),
         (0.35, b"\xff", False),
-        (0.5, b'{"n": 3}', True),
+        (0.37, b'{"n": 3}', True),
+        (0.5, b'{"n": 4}', True),
+        (0.8, b'{"n": 6}', True),
     ]
 
 
