@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +77,10 @@ async def test_picows_frames_are_recorded_too(tmp_path: Path, anyio_backend: str
     assert rec.frames == 2000
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 async def test_a_failing_disk_stops_the_recording_not_the_feed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    if not Path("/dev/full").exists():
-        pytest.skip("needs /dev/full")
     async with FeedServer(symbols=2) as srv:
         with Recorder("/dev/full") as rec:
             mux = Multiplexer(f"{srv.url}/ws", recorder=rec, **FAST)
