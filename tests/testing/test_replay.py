@@ -184,3 +184,24 @@ def test_a_missing_zstandard_is_a_clear_error(
     with pytest.raises(ImportError, match=r"wsmux\[record\]"):
         Recorder(tmp_path / "x.jsonl.zst")
     assert not (tmp_path / "x.jsonl.zst").exists()
+
+
+def test_the_recorder_stores_text_and_binary_frames(tmp_path: Path) -> None:
+    path = tmp_path / "b.jsonl"
+    with Recorder(path, url="wss://user:pw@venue.example:9443/ws/listenKeySecret") as rec:
+        rec.begin(None, "venue")
+        rec.event("connect", 1)
+        rec.frame(1, '{"a": 1}')
+        rec.frame(1, b'{"b": 2}')
+        rec.frame(1, b"\xff\x00")
+    assert "frames=3" in repr(rec) and "closed" in repr(rec)
+    rec.frame(1, "after close")  # ignored
+    header, entries = read_recording(path)
+    assert header["url"] == "wss://venue.example:9443"  # no user info, no listen key
+    assert "listenKeySecret" not in path.read_text() and "pw" not in header["url"]
+    assert [e.get("data", e.get("b64")) for e in entries[1:]] == ['{"a": 1}', '{"b": 2}', "/wA="]
+    assert [f[1:] for f in served_frames(entries)] == [
+        (b'{"a": 1}', True),
+        (b'{"b": 2}', True),
+        (b"\xff\x00", False),
+    ]

@@ -127,3 +127,17 @@ def test_replay_of_a_missing_file_exits_1(
 ) -> None:
     assert main(["replay", str(tmp_path / "none.jsonl")]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+def test_record_through_a_proxy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "p.jsonl"
+    with FeedServer() as srv, ConnectProxy(auth=("u", "pr0xy-pw")) as proxy:
+        srv.start_feed(rate=200)
+        argv = ["record", f"{srv.url}/ws", "-o", str(out), "--duration", "0.3"]
+        assert main([*argv, "--proxy", proxy.url_with("u", "pr0xy-pw")]) == 0
+        assert [r.status for r in proxy.requests] == [200]
+        assert main([*argv, "--proxy", proxy.url_with("u", "wrong-pw")]) == 1
+        assert main([*argv, "--proxy", "ftp://u:pr0xy-pw@127.0.0.1:1"]) == 1
+    err = capsys.readouterr().err
+    assert "HTTP 407" in err and "invalid proxy" in err
+    assert "pr0xy-pw" not in err and "wrong-pw" not in err

@@ -73,6 +73,12 @@ def add_parser(sub: Any) -> None:
     )
     rec.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
     rec.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="connect through this proxy (http://[user:pass@]host:port or socks5h://...);"
+        " default: the environment's (https_proxy, all_proxy, no_proxy); 'none' for no proxy",
+    )
+    rec.add_argument(
         "--retries",
         type=nonnegative_int,
         default=DEFAULT_RETRIES,
@@ -101,7 +107,7 @@ def _record(args: argparse.Namespace) -> int:
     try:
         with recorder:
             anyio.run(_run, args, recorder)
-    except WsmuxError as exc:
+    except (WsmuxError, ValueError, ImportError) as exc:  # ValueError: a bad --proxy
         status(f"error: {exc}")
         return 1
     except KeyboardInterrupt:
@@ -114,7 +120,17 @@ def _record(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, recorder: Recorder) -> None:
-    mux = _TapMux(args.url, args.send, None, max_attempts=args.retries or None, recorder=recorder)
+    proxy: str | bool | None = True if args.proxy is None else args.proxy
+    if proxy == "none":
+        proxy = None
+    mux = _TapMux(
+        args.url,
+        args.send,
+        None,
+        max_attempts=args.retries or None,
+        recorder=recorder,
+        proxy=proxy,
+    )
     status(f"recording {show_url(args.url)} to {args.output}")
     error: WsmuxError | None = None
     async with anyio.create_task_group() as tg:
