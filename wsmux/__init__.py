@@ -13,8 +13,9 @@ Public names live here; the subpackages behind them are private, one per layer
 * :mod:`wsmux.threads`: a multiplexer on its own loop thread.
 
 :mod:`wsmux.testing` holds a local feed server, :mod:`wsmux.compat` the
-AsyncWebsocketStreamInterface API; ``wsmux.cli`` and ``wsmux.bench`` are
-tools that nothing in the core imports.
+AsyncWebsocketStreamInterface API; ``wsmux.cli``, ``wsmux.bench`` and
+``wsmux.metrics`` (Prometheus, the ``metrics`` extra) are tools that nothing
+in the core imports.
 """
 
 from ._exceptions import (
@@ -44,6 +45,7 @@ from .book import (
 from .connection._backoff import Backoff
 from .connection._transport import Connection
 from .fanout._hub import Hub
+from .fanout._latency import LatencyHistogram, LatencyStats
 from .fanout._messages import Messages
 from .fanout._stream import Overflow, Stream, StreamStatistics
 from .threads._mux_thread import MuxThread, ThreadStream, run_in_thread
@@ -60,6 +62,8 @@ __all__ = [
     "ContiguousRule",
     "FatalConnectError",
     "Hub",
+    "LatencyHistogram",
+    "LatencyStats",
     "Messages",
     "Multiplexer",
     "MultiplexerClosed",

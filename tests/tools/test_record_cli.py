@@ -84,16 +84,20 @@ def test_demo_records_itself_and_replay_serves_it_on_loopback(tmp_path: Path) ->
 def test_every_server_we_start_listens_on_loopback_only(tmp_path: Path) -> None:
     rec = tmp_path / "r.jsonl"
     rec.write_bytes(b'{"wsmux": "recording", "version": 1}\n')
+    from wsmux import Multiplexer
+    from wsmux.metrics import serve_metrics
+
     with (
         FeedServer() as feed,
         FeedServer.replay(rec) as replay,
         ConnectProxy() as proxy,
+        serve_metrics(Multiplexer("ws://127.0.0.1:1/ws")) as metrics,
     ):
-        for server in (feed, replay, proxy):
+        for server in (feed, replay, proxy, metrics):
             assert listening_hosts(psutil.Process().pid, server.port) == {"127.0.0.1"}
 
 
-@pytest.mark.parametrize("command", ["demo", "replay"])
+@pytest.mark.parametrize("command", ["demo", "replay", "tap"])
 def test_the_help_of_commands_that_listen_says_where(
     command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -103,6 +107,8 @@ def test_the_help_of_commands_that_listen_says_where(
     assert "127.0.0.1" in text
     if command == "replay":
         assert "--host" in text and "default 127.0.0.1" in text
+    else:  # the metrics endpoint
+        assert "--metrics-host" in text
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from enum import StrEnum
+from time import time as _wall
 from typing import Any, Final, Protocol
 
 import anyio
 
 from .._log import log
+from ..fanout._latency import LatencyHistogram
 
 __all__ = ["ENDED", "Hooks", "Sink", "State", "Status"]
 
@@ -107,6 +109,10 @@ class Status:
         label: How the connection is named in logs.
         on_disconnect: Called (without waiting) as soon as a connection is lost.
         on_reconnect: Called (without waiting) once a lost connection is replaced.
+
+    Attributes:
+        latency: Exchange-to-receipt latency of the messages read, when the
+            multiplexer was given ``event_time``; else None.
     """
 
     def __init__(
@@ -120,12 +126,22 @@ class Status:
         self.changed = anyio.Event()
         self.counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         self.last_message_at: float | None = None
+        self.latency: LatencyHistogram | None = None
         self.last_disconnect: str | None = None
         self.on_disconnect = on_disconnect
         self.on_reconnect = on_reconnect
 
     def __repr__(self) -> str:
         return f"<Status {self.label} {self.state}>"
+
+    def received_at(self) -> float:
+        """The wall-clock time the reader took when the last frame arrived.
+
+        The hub's clock: while a message is published, the time its frame
+        came in.
+        """
+        at = self.last_message_at
+        return _wall() if at is None else at
 
     def rebind(self) -> None:
         """Make a fresh change event in the running loop (called at start)."""

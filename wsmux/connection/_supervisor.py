@@ -2,9 +2,10 @@
 
 The supervisor task is the only one that decides which link is live:
 
-* planned rotation: when the live link's ``_when2create_new_ws()`` completes,
-  open the next link (its own trigger armed before any of its messages is
-  published) and cut over at the old link's fence, as described in
+* planned rotation: when the live link's ``_when2create_new_ws()`` completes
+  or the link is ``max_age`` seconds old (whichever comes first), open the
+  next link (its own trigger armed before any of its messages is published)
+  and cut over at the old link's fence, as described in
   :mod:`wsmux.connection._rotation`;
 * unplanned loss: mark a gap, call the disconnect callback, back off,
   reconnect, replay subscriptions, call the reconnect callback.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterator
 from time import time as _wall
 from typing import Any
@@ -286,10 +288,14 @@ class Supervisor:
     async def _watch_due(self, link: Link, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         with link.due_scope:
             task_status.started()
+            max_age = self.options.max_age
             try:
-                await self.hooks.rotation_due()
+                with anyio.move_on_after(math.inf if max_age is None else max_age) as aged:
+                    await self.hooks.rotation_due()
             except Exception as exc:
                 log.info("_when2create_new_ws raised %r: rotating now", exc)
+            if aged.cancelled_caught:
+                log.info("connection %d is %.6gs old (max_age): rotating", link.id, max_age)
             link.due.set()
 
     # -- reading -------------------------------------------------------------
@@ -315,7 +321,9 @@ class Supervisor:
             parse = hooks.parse
         elif async_parse is None and _speaks_websockets(conn):
             recv = functools.partial(conn.recv, decode=False)
-        publish = sink.publish
+        publish: Callable[[Any], bool] = sink.publish
+        if status.latency is not None and self.options.event_time is not None:
+            publish = self._timed(publish)
         live = Role.LIVE
         # A connection may offer recv_nowait(): a buffered frame or None, so
         # that a burst is drained without a coroutine per message.
@@ -367,6 +375,31 @@ class Supervisor:
             self.retired_messages += link.received
             self.retired_bytes += link.nbytes
             link.done.set()
+
+    def _timed(self, publish: Callable[[Any], bool]) -> Callable[[Any], bool]:
+        """``publish``, recording each message's exchange-to-receipt latency first.
+
+        Only readers of a multiplexer given ``event_time`` use it: the
+        others publish with no per-message cost. The receipt time is the
+        one the reader took when the frame arrived.
+        """
+        event_time = self.options.event_time
+        status = self.status
+        assert event_time is not None and status.latency is not None
+        record = status.latency.record
+        errors = RateLimitedLog(logging.WARNING)
+
+        def timed(msg: Any) -> bool:
+            try:
+                sent = event_time(msg)
+            except Exception as exc:
+                errors("event_time raised %r; the message's latency is not recorded", exc)
+                sent = None
+            if sent is not None:
+                record(status.received_at() - sent)
+            return publish(msg)
+
+        return timed
 
     def _route(self, link: Link, msg: Any, raw: Any) -> bool:
         """Ask the rotation what to do with a message of a link not simply live.

@@ -16,18 +16,21 @@ import enum
 import sys
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final, Literal, NamedTuple, Protocol, TypeAlias
+from typing import Any, Final, Literal, Protocol, TypeAlias
 
 import anyio
 import anyio.lowlevel
 
 from .._backend import current_backend
 from .._exceptions import ConnectionGap, StreamClosed, StreamLagged
+from ._conflate import Key, KeyedBuffer
+from ._latency import LatencyHistogram, TimedBuffer
+from ._statistics import StreamStatistics
 
-__all__ = ["CHECKPOINT_EVERY", "GAP", "Overflow", "Stream", "StreamStatistics"]
+__all__ = ["CHECKPOINT_EVERY", "GAP", "Key", "Overflow", "Stream", "StreamStatistics"]
 
-Overflow: TypeAlias = Literal["lag", "drop_oldest", "drop_newest", "block"]
-_POLICIES: Final = ("lag", "drop_oldest", "drop_newest", "block")
+Overflow: TypeAlias = Literal["lag", "drop_oldest", "drop_newest", "block", "conflate"]
+_POLICIES: Final = ("lag", "drop_oldest", "drop_newest", "block", "conflate")
 
 #: A consumer reading buffered messages yields to the event loop this often.
 CHECKPOINT_EVERY: Final = 128
@@ -103,27 +106,9 @@ class _Readers:
 
 class _Owner(Protocol):
     _pressure: bool
+    clock: Callable[[], float]
 
     def _discard(self, stream: Stream) -> None: ...
-
-
-class StreamStatistics(NamedTuple):
-    """Counters of one stream.
-
-    ``delivered + dropped + buffered`` is the number of messages that matched
-    the stream's filter since it opened.
-
-    Attributes:
-        delivered: Messages handed to the reader.
-        dropped: Messages lost to overflow, or still buffered at close.
-        buffered: Messages waiting to be read now.
-        peak: The most messages ever buffered at once.
-    """
-
-    delivered: int
-    dropped: int
-    buffered: int
-    peak: int
 
 
 class Stream:
@@ -140,6 +125,12 @@ class Stream:
     timeout around ``receive()``, say) leaves the others waiting, under
     asyncio as under trio.
 
+    With ``overflow="conflate"`` and a ``key`` (a field name or a function
+    of the message), the stream holds at most one message per key: a newer
+    one replaces the buffered one, keys are read in the order they were last
+    updated, replaced messages are counted (``statistics().conflated``) and
+    no read ever raises StreamLagged. See :mod:`wsmux.fanout._conflate`.
+
     Every subscriber sees the same message object: treat messages as
     read-only.
     """
@@ -152,8 +143,10 @@ class Stream:
         "_dropped",
         "_error",
         "_event",
+        "_full_at",
         "_gap_pending",
         "_high",
+        "_hist",
         "_loop",
         "_lost",
         "_maxsize",
@@ -179,6 +172,8 @@ class Stream:
         overflow: Overflow = "lag",
         gaps: Literal["raise", "ignore"] = "ignore",
         name: str | None = None,
+        key: Key | None = None,
+        latency: bool = False,
     ) -> None:
         if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1:
             raise ValueError(f"maxsize must be an int >= 1, not {maxsize!r}")
@@ -186,8 +181,18 @@ class Stream:
             raise ValueError(f"overflow must be one of {', '.join(_POLICIES)}; got {overflow!r}")
         if gaps not in ("raise", "ignore"):
             raise ValueError(f"gaps must be 'raise' or 'ignore', not {gaps!r}")
+        if (overflow == "conflate") != (key is not None):
+            raise ValueError(
+                'overflow="conflate" needs key= (a field name or a function of the message)'
+                if key is None
+                else f'key= is for overflow="conflate" only, not overflow={overflow!r}'
+            )
+        self.name = name
         self._owner = owner
-        self._buf: collections.deque[Any] = collections.deque()
+        self._buf: Any = collections.deque()
+        # A conflating buffer bounds itself (one message per key, at most
+        # maxsize keys): the stream's own overflow check never fires.
+        self._full_at = maxsize
         self._maxsize = maxsize
         self._policy = overflow
         # The reader is asked to yield when the buffer climbs through half
@@ -196,6 +201,17 @@ class Stream:
         self._high = max(1, maxsize // 2)
         self._step = max(1, min(CHECKPOINT_EVERY // 2, (maxsize - self._high) // 4))
         self._block_at = maxsize if overflow == "block" else sys.maxsize
+        self._hist: LatencyHistogram | None = None
+        timing = None
+        if latency:
+            self._hist = LatencyHistogram()
+            timing = (owner.clock, self._hist)
+            self._buf = TimedBuffer(owner.clock, self._hist, GAP)
+        if key is not None:
+            # Never over capacity, nothing to lose: no reason to make the
+            # reader yield for this stream.
+            self._buf = KeyedBuffer(self, key, maxsize, GAP, timing)
+            self._full_at = self._high = sys.maxsize
         self._event: Any = None  # an asyncio future or an anyio.Event
         self._loop: Any = None  # the consumer's asyncio loop, False under trio
         self._space: anyio.Event | None = None
@@ -211,7 +227,6 @@ class Stream:
         self._multi = False
         self._on_close: Callable[[], None] | None = None
         self.gaps = gaps
-        self.name = name
 
     def __repr__(self) -> str:
         state = self._state.value
@@ -227,13 +242,13 @@ class Stream:
         if self._state is not _OPEN:
             return
         buf = self._buf
-        if len(buf) >= self._maxsize:
+        if len(buf) >= self._full_at:
             policy = self._policy
             if policy == "drop_newest":
                 self._dropped += 1
                 return
             if policy != "block":
-                if buf.popleft() is GAP:
+                if (buf.evict() if buf.__class__ is TimedBuffer else buf.popleft()) is GAP:
                     self._gap_pending = True
                 else:
                     self._dropped += 1
@@ -475,16 +490,31 @@ class Stream:
 
     @property
     def overflow(self) -> Overflow:
-        """The overflow policy: lag, drop_oldest, drop_newest or block."""
+        """The overflow policy: lag, drop_oldest, drop_newest, block or conflate."""
         return self._policy
 
     def statistics(self) -> StreamStatistics:
         """Return the stream's counters.
 
         Returns:
-            delivered, dropped, buffered (gap markers not counted) and peak.
+            delivered, dropped, buffered (gap markers not counted), peak, and
+            for ``"conflate"`` streams conflated and unkeyed.
         """
-        buffered = len(self._buf)
+        buf = self._buf
+        buffered = len(buf)
         if self.gaps == "raise" and buffered:
-            buffered -= sum(1 for m in self._buf if m is GAP)
-        return StreamStatistics(self._delivered, self._dropped, buffered, self._peak)
+            buffered -= sum(1 for m in buf if m is GAP)
+        latency = self._hist.snapshot() if self._hist is not None else None
+        if buf.__class__ is KeyedBuffer:
+            return StreamStatistics(
+                self._delivered,
+                self._dropped,
+                buffered,
+                self._peak,
+                buf.conflated,
+                buf.unkeyed,
+                latency,
+            )
+        return StreamStatistics(
+            self._delivered, self._dropped, buffered, self._peak, latency=latency
+        )

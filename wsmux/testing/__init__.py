@@ -4,8 +4,10 @@
 thread with its own event loop, so one object serves sync, asyncio and trio
 tests alike. It plays a small exchange: a scripted feed of Binance-style trades
 and depth diffs, subscriptions and requests, listen keys with expiry, and
-faults on command or on a schedule. It records every handshake, connection and
-client message so tests can check what a client did.
+faults on command or on a schedule, and an exchange's limits (streams per
+connection, connection attempts per window, inbound messages per second). It
+records every handshake, connection and client message so tests can check
+what a client did.
 
 Example::
 
@@ -30,8 +32,9 @@ binds 127.0.0.1 unless its ``host`` argument says otherwise.
 
 This package owns the servers and nothing of the multiplexer: it imports
 websockets, anyio and orjson, and of wsmux only :mod:`wsmux._recfile` (the
-recording file format). Start reading at ``_server`` (the public controls),
-then ``_core`` (the loop thread, handshakes and connections), ``_feed`` and
+recording file format). Start reading at ``_server`` and ``_controls`` (the
+public controls), then ``_core`` (the loop thread, handshakes and
+connections), ``_limits`` (the exchange's limits), ``_feed`` and
 ``_generator`` (the scripted feed), ``_replay`` (a recording as the feed),
 ``_faults`` (faults and schedules), ``_records`` (what is kept), ``_keys``,
 ``_waiters`` and ``_proxy``.
