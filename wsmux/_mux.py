@@ -86,7 +86,7 @@ class Multiplexer:
             ``ws_proxy``/``http_proxy``, ``all_proxy``, minus ``no_proxy``),
             None (or False) connects directly, a URL such as
             ``"http://user:pass@proxy:3128"`` (HTTP CONNECT) or
-            ``"socks5h://proxy:1080"`` (SOCKS, ``pip install python-socks``)
+            ``"socks5h://proxy:1080"`` (SOCKS, ``pip install 'wsmux[socks]'``)
             uses that proxy. Both transports honour it; its credentials never
             appear in logs, reprs or errors.
         max_size: Largest inbound message in bytes; a larger one closes the

@@ -41,7 +41,7 @@ def check_proxy(proxy: object) -> None:
         raise ValueError(f"invalid proxy {redact_url(proxy)}: {exc.msg}") from None
     if parsed.scheme.startswith("socks") and importlib.util.find_spec("python_socks") is None:
         raise ImportError(
-            f"a {parsed.scheme}:// proxy needs python-socks: pip install 'python-socks[asyncio]'"
+            f"a {parsed.scheme}:// proxy needs python-socks: pip install 'wsmux[socks]'"
         )
 
 
