@@ -33,6 +33,7 @@ from ._exceptions import (
     WsmuxError,
 )
 from ._mux import Multiplexer, MultiplexerStats, State
+from ._record import Recorder
 from .book import (
     BinanceFuturesRule,
     BinanceSpotRule,
@@ -78,6 +79,7 @@ __all__ = [
     "Overflow",
     "Pool",
     "PoolConnection",
+    "Recorder",
     "RequestTimeout",
     "RetriesExhausted",
     "State",
