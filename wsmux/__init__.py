@@ -10,7 +10,9 @@ Public names live here; the subpackages behind them are private, one per layer
 * the top modules: the ``Multiplexer`` front object (``_mux``), which holds a
   lifecycle (``_lifecycle``), outbound traffic (``_outbound``) and the status
   the supervisor reports to; options, exceptions, logging;
-* :mod:`wsmux.threads`: a multiplexer on its own loop thread.
+* :mod:`wsmux.threads`: a multiplexer on its own loop thread;
+* :mod:`wsmux.nats`: a bridge onto NATS/JetStream and remote streams (the
+  ``nats`` extra, imported lazily: ``import wsmux`` works without it).
 
 :mod:`wsmux.testing` holds a local feed server, :mod:`wsmux.compat` the
 AsyncWebsocketStreamInterface API; ``wsmux.cli`` and ``wsmux.bench`` are
@@ -45,6 +47,14 @@ from .connection._transport import Connection
 from .fanout._hub import Hub
 from .fanout._messages import Messages
 from .fanout._stream import Overflow, Stream, StreamStatistics
+from .nats import (
+    Bridge,
+    BridgeStats,
+    JetStreamConfig,
+    RemoteMultiplexer,
+    RemoteStats,
+    SubjectTemplate,
+)
 from .threads._mux_thread import MuxThread, ThreadStream, run_in_thread
 
 __all__ = [
@@ -53,12 +63,15 @@ __all__ = [
     "BinanceSpotRule",
     "BookStatistics",
     "BookSync",
+    "Bridge",
+    "BridgeStats",
     "ConnectError",
     "Connection",
     "ConnectionGap",
     "ContiguousRule",
     "FatalConnectError",
     "Hub",
+    "JetStreamConfig",
     "Messages",
     "Multiplexer",
     "MultiplexerClosed",
@@ -68,6 +81,8 @@ __all__ = [
     "OrderBook",
     "OutOfSync",
     "Overflow",
+    "RemoteMultiplexer",
+    "RemoteStats",
     "RequestTimeout",
     "RetriesExhausted",
     "State",
@@ -75,6 +90,7 @@ __all__ = [
     "StreamClosed",
     "StreamLagged",
     "StreamStatistics",
+    "SubjectTemplate",
     "SyncRule",
     "ThreadStream",
     "WsmuxError",

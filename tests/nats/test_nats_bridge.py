@@ -1,0 +1,239 @@
+"""Bridge + remote streams through a real nats-server (asyncio only: nats-py)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+from _natsserver import NatsServer
+from fanout._reference import SEMANTICS_CASES
+
+from wsmux import (
+    Bridge,
+    ConnectionGap,
+    Multiplexer,
+    RemoteMultiplexer,
+    Stream,
+    StreamLagged,
+)
+from wsmux.testing import FeedServer
+
+pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]
+
+DEADLINE = 20
+
+
+async def until(predicate: Callable[[], bool], timeout: float = DEADLINE) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.01)
+
+
+def drain(stream: Stream) -> list[Any]:
+    out = []
+    while True:
+        try:
+            out.append(stream.receive_nowait())
+        except anyio.WouldBlock:
+            return out
+
+
+# Values that must not break the subject hierarchy, sets (several subjects).
+EXTRA_CASES: list[tuple[Any, Any, bool]] = [
+    ({"a": "x.y", "b": "*"}, {"a": "x.y", "b": "*"}, True),
+    ({"a": "x y"}, {"a": "x.y"}, False),
+    ({"a": ">"}, {"a": ">", "b": "z"}, True),
+    ({"a": {1, "q.r"}}, {"a": "q.r"}, True),
+    ({"a": {1, "q.r"}}, {"a": True}, False),
+    ({"a": ""}, {"a": ""}, True),
+    ({"a": "_"}, {"b": 1}, False),
+    ({"b": 0.5}, {"b": 0.5}, True),
+    ({"a": "1"}, {"a": "1"}, True),
+]
+
+
+async def test_every_filter_case_selects_what_a_local_stream_selects(
+    nats_server: NatsServer,
+) -> None:
+    cases = SEMANTICS_CASES + EXTRA_CASES
+    msgs = list({repr(msg): msg for _, msg, _ in cases}.values())  # 1 and 1.0 kept apart
+    url = nats_server.url
+    async with FeedServer() as srv, Multiplexer(srv.url + "/ws") as mux:
+        local = [mux.stream_filter(f, maxsize=4096) for f, _, _ in cases]
+        async with (
+            Bridge(mux, url, subject="t.{a}.{b}") as bridge,
+            RemoteMultiplexer(url, subject="t.{a}.{b}") as remote,
+        ):
+            remote_streams = [remote.stream_filter(f, maxsize=4096) for f, _, _ in cases]
+            await remote.subscribed()
+            for msg in msgs:
+                srv.broadcast('"text"' if msg == "text" else msg)
+            await until(lambda: remote.stats().messages == len(msgs))
+            assert bridge.stats().published == len(msgs)
+            for i, (filters, msg, expected) in enumerate(cases):
+                here, there = drain(local[i]), drain(remote_streams[i])
+                assert there == here, f"case {i}: {filters!r}"
+                assert [type(m) for m in there] == [type(m) for m in here]
+                selected = repr(msg) in [repr(m) for m in here]
+                assert selected is expected, f"case {i}: {filters!r} on {msg!r}"
+
+
+async def test_an_upstream_loss_is_a_connection_gap_remotely(nats_server: NatsServer) -> None:
+    async with (
+        FeedServer() as srv,
+        Multiplexer(srv.url + "/ws", backoff_base=0.01) as mux,
+        Bridge(mux, nats_server.url, subject="md.{e}.{s}") as bridge,
+        RemoteMultiplexer(nats_server.url, subject="md.{e}.{s}") as remote,
+    ):
+        gapped = remote.stream_filter({"e": "x"}, gaps="raise")
+        plain = remote.stream_filter({"e": "x"})
+        await remote.subscribed()
+        srv.broadcast({"e": "x", "s": "A", "n": 1})
+        with anyio.fail_after(DEADLINE):
+            assert (await gapped.receive())["n"] == 1
+        srv.drop()
+        await until(lambda: mux.stats().reconnects == 1 and mux.state == "open")
+        srv.broadcast({"e": "x", "s": "A", "n": 2})
+        with anyio.fail_after(DEADLINE):
+            with pytest.raises(ConnectionGap):
+                await gapped.receive()
+            assert (await gapped.receive())["n"] == 2
+            assert [(await plain.receive())["n"] for _ in range(2)] == [1, 2]
+        assert bridge.stats().gaps == 1
+        assert remote.stats().gaps == 1
+
+
+class _Recording(RemoteMultiplexer):
+    """Records the JetStream sequence of every message it hands to its streams."""
+
+    sequences: list[int]
+
+    async def deliver(self, data: bytes) -> None:
+        self.sequences.append(self.last_sequence)
+        await super().deliver(data)
+
+
+async def test_jetstream_consumer_resumes_after_a_server_restart(
+    nats_server: NatsServer,
+) -> None:
+    total = 3000
+    remote = _Recording(nats_server.url, jetstream="MD", heartbeat=0.25)
+    remote.sequences = []
+    async with (
+        FeedServer(symbols=4) as srv,
+        Multiplexer(srv.url + "/ws") as mux,
+        Bridge(mux, nats_server.url, jetstream="MD", ack_timeout=1.0) as bridge,
+        remote,
+    ):
+        stream = remote.stream_filter(maxsize=2 * total, gaps="raise")
+        await remote.subscribed()
+        srv.start_feed(rate=3000, count=total)
+        await until(lambda: remote.stats().messages >= total // 3)
+        nats_server.stop()
+        nats_server.start()
+        await srv.wait_feed_done_async()
+        seqs: list[int] = []
+        with anyio.fail_after(DEADLINE):
+            while len(seqs) < total:
+                seqs.append((await stream.receive())["seq"])  # no ConnectionGap
+        # Every feed message once; in-flight ones published again after the
+        # restart may be stored after their successors.
+        assert sorted(seqs) == list(range(1, total + 1))
+        # Every stream sequence delivered once, in order, across the restart.
+        assert remote.sequences == list(range(1, total + 1))
+        stats = remote.stats()
+        assert stats.resumes >= 1 and stats.gaps == 0
+        assert bridge.stats().errors == 0
+
+
+class _Feed(Multiplexer):
+    def _message_id(self, msg: Any) -> Any:
+        return msg.get("seq")
+
+
+async def test_two_bridges_one_killed_give_every_id_once(nats_server: NatsServer) -> None:
+    total = 3000
+    url = nats_server.url
+    async with (
+        FeedServer(symbols=4) as srv,
+        _Feed(srv.url + "/ws") as m1,
+        _Feed(srv.url + "/a") as m2,
+    ):
+        b1 = Bridge(m1, url, jetstream="MD", name="bridge 1")
+        b2 = Bridge(m2, url, jetstream="MD", name="bridge 2")
+        async with b2, RemoteMultiplexer(url, jetstream="MD", deliver="all") as remote:
+            stream = remote.stream_filter(maxsize=2 * total, gaps="raise")
+            await remote.subscribed()
+            async with b1:
+                srv.start_feed(rate=3000, count=total, min_clients=2)
+                await until(lambda: b1.stats().published >= total // 3)
+            # bridge 1 is gone mid-feed; bridge 2 carries on alone
+            await srv.wait_feed_done_async()
+            seqs: list[int] = []
+            with anyio.fail_after(DEADLINE):
+                while len(seqs) < total:
+                    seqs.append((await stream.receive())["seq"])
+            assert seqs == list(range(1, total + 1))
+            await until(lambda: b2.stats().pending_acks == 0)
+            one, two = b1.stats(), b2.stats()
+            assert one.duplicates + two.duplicates > 0  # both published the same ids
+            assert one.acked - one.duplicates + two.acked - two.duplicates == total
+            assert remote.stats().gaps == 0
+
+
+async def test_a_slow_remote_stream_lags_and_slows_nobody(nats_server: NatsServer) -> None:
+    total = 500
+    async with (
+        FeedServer(symbols=2) as srv,
+        Multiplexer(srv.url + "/ws") as mux,
+        Bridge(mux, nats_server.url) as bridge,
+        RemoteMultiplexer(nats_server.url) as remote,
+    ):
+        slow = remote.stream_filter(maxsize=10)
+        fast = remote.stream_filter(maxsize=total)
+        await remote.subscribed()
+        srv.start_feed(count=total)
+        got = []
+        with anyio.fail_after(DEADLINE):
+            while len(got) < total:
+                got.append(await fast.receive())
+        assert [m["seq"] for m in got] == list(range(1, total + 1))
+        with pytest.raises(StreamLagged) as lag:
+            slow.receive_nowait()
+        assert lag.value.count == total - 10
+        assert [m["seq"] for m in drain(slow)] == list(range(total - 9, total + 1))
+        assert slow.statistics().dropped == total - 10
+        assert remote.stats().drops == total - 10
+        assert bridge.stats().lagged == 0 and bridge.stats().gaps == 0
+
+
+async def test_credentials_in_the_url_never_reach_the_logs(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "s3cretPassw0rd"
+    server = NatsServer(tmp_path, user="wsmuxuser", password=secret)
+    server.start()
+    caplog.set_level(logging.DEBUG)
+    try:
+        async with FeedServer() as srv, Multiplexer(srv.url + "/ws") as mux:
+            bridge = Bridge(mux, server.url, jetstream="MD")
+            async with bridge, RemoteMultiplexer(server.url, jetstream="MD") as remote:
+                stream = remote.stream_filter()
+                await remote.subscribed()
+                srv.broadcast({"e": "x", "s": "A"})
+                with anyio.fail_after(DEADLINE):
+                    await stream.receive()
+                shown = [repr(bridge), repr(remote), str(bridge.stats()), str(remote.stats())]
+            bad = server.url.replace(secret, secret + "x")
+            with pytest.raises(ConnectionError) as refused:
+                async with RemoteMultiplexer(bad, connect_options={"max_reconnect_attempts": 0}):
+                    pass
+            shown.append(str(refused.value))
+    finally:
+        server.stop()
+    text = caplog.text + "\n".join(shown)
+    assert "127.0.0.1" in text
+    assert secret not in text and "wsmuxuser" not in text
