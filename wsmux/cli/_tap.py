@@ -26,8 +26,9 @@ from ._common import (
     quiet_broken_pipe,
     setup_logging,
     status,
-    ws_url,
 )
+from ._nats_tap import add_arguments as add_nats_arguments
+from ._nats_tap import nats_tap, tap_url
 
 __all__ = ["DEFAULT_RETRIES", "add_parser"]
 
@@ -54,7 +55,12 @@ def add_parser(sub: Any) -> None:
         epilog='example: wsmux tap wss://fstream.binance.com/ws -f e=aggTrade --send \'{"method":'
         ' "SUBSCRIBE", "params": ["btcusdt@aggTrade"], "id": 1}\' --count 5',
     )
-    tap.add_argument("url", type=ws_url, metavar="URL", help="a ws:// or wss:// URL")
+    tap.add_argument(
+        "url",
+        type=tap_url,
+        metavar="URL",
+        help="a ws:// or wss:// URL, or nats://HOST:PORT/SUBJECT",
+    )
     tap.add_argument(
         "-f",
         dest="items",
@@ -97,6 +103,7 @@ def add_parser(sub: Any) -> None:
         f" after a loss (default {DEFAULT_RETRIES}; 0: never give up)",
     )
     tap.add_argument("-v", "--verbose", action="store_true", help="log more to stderr")
+    add_nats_arguments(tap)
     tap.set_defaults(func=_tap)
 
 
@@ -135,6 +142,8 @@ class _TapMux(Multiplexer):
 
 
 def _tap(args: argparse.Namespace) -> int:
+    if not args.url.startswith(("ws://", "wss://")):
+        return nats_tap(args)
     items = dict(args.items)
     filters: list[dict[str, Any]] | None
     if args.filter is not None:

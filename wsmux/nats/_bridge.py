@@ -46,7 +46,15 @@ __all__ = ["Bridge", "BridgeStats", "Source"]
 class Source(Protocol):
     """What a bridge needs of its source: a Multiplexer or a Pool."""
 
-    def stream_filter(self, filters: Filters = None, **options: Any) -> Stream: ...
+    def stream_filter(
+        self,
+        filters: Filters = None,
+        *,
+        maxsize: int = ...,
+        overflow: Overflow = ...,
+        gaps: Literal["raise", "ignore"] = ...,
+        name: str | None = ...,
+    ) -> Stream: ...
 
 
 class BridgeStats(NamedTuple):
