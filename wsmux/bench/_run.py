@@ -95,8 +95,10 @@ def run_bench(
         repeat: Timed repetitions per scenario, after one warm-up.
         quick: A tiny run for tests: few messages, one repetition, small
             latency and memory probes. Overrides ``messages`` and ``repeat``.
-        scenarios: Names to run (default: ``a`` to ``e``, and ``f`` when
-            picows is installed). The baseline always runs.
+        scenarios: Names to run (default: ``a`` to ``e``, ``f`` when picows
+            is installed, and ``nats`` (end to end through a local
+            nats-server, not in a quick run) when nats-py and nats-server
+            are). The baseline always runs.
         latency: Measure the paced-feed latency.
         memory: Measure idle streams and a stalled consumer.
         progress: Called with one line per step (default: stderr).
@@ -122,6 +124,10 @@ def run_bench(
     if quick:
         messages, repeat = 2000, 1
     names = scenarios or ([*DEFAULT, "f"] if _have_picows() else DEFAULT)
+    from ._nats import available as have_nats
+
+    with_nats = "nats" in names or (scenarios is None and not quick and have_nats())
+    names = [x for x in names if x != "nats"]
     unknown = sorted(set(names) - {s[0] for s in SCENARIOS})
     if unknown:
         raise ValueError(f"unknown scenario(s): {', '.join(unknown)}")
@@ -131,6 +137,11 @@ def run_bench(
         scen = run_throughput(port, messages, repeat, names, progress)
         if latency:
             lat = run_latency(port, 500 if quick else 6000, progress)
+        nats: dict[str, Any] = {}
+        if with_nats:  # feed -> bridge -> nats-server -> consumer processes
+            from ._nats import run_nats
+
+            nats = run_nats(port, 2000 if quick else 50_000, progress)
     mem: dict[str, float] = {}
     if memory:
         mem = run_memory(1000 if quick else 10_000, 20_000 if quick else 1_000_000)
@@ -149,6 +160,7 @@ def run_bench(
         targets=check_targets(by_name, lat, mem),
         noise=max((r.spread for r in scen), default=0.0),
         seconds=time.perf_counter() - began,
+        nats=nats,
     )
 
 
@@ -187,7 +199,10 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions")
     parser.add_argument("--quick", action="store_true", help="a tiny run (for tests)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--scenarios", help="comma-separated subset of a,b,c,d,e,f (f: picows)")
+    parser.add_argument(
+        "--scenarios",
+        help="comma-separated subset of a,b,c,d,e,f,nats (f: picows; nats: the nats extra)",
+    )
     parser.add_argument("--no-latency", action="store_true", help="skip the latency probe")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probe")
     parser.set_defaults(func=_main)

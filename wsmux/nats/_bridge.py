@@ -346,8 +346,9 @@ class Bridge:
         item.attempts += 1
         item.deadline = anyio.current_time() + self._ack_timeout
         try:
+            # No wait_stall: it costs a task per call, and _settle frees slots.
             item.future = await self._js.publish_async(
-                item.subject, item.payload, headers=item.headers, wait_stall=self._ack_timeout
+                item.subject, item.payload, headers=item.headers
             )
         except Exception as exc:
             # Disconnected with a full buffer, too many stalled: try again later.
