@@ -237,3 +237,31 @@ async def test_credentials_in_the_url_never_reach_the_logs(
     text = caplog.text + "\n".join(shown)
     assert "127.0.0.1" in text
     assert secret not in text and "wsmuxuser" not in text
+
+
+async def test_streams_opened_mid_feed_disturb_no_other_stream(nats_server: NatsServer) -> None:
+    """A new stream changes the subscriptions (a new JetStream consumer from the
+    last sequence): the streams already open see every message once, in order."""
+    total = 2000
+    url = nats_server.url
+    async with (
+        FeedServer(symbols=4) as srv,
+        Multiplexer(srv.url + "/ws") as mux,
+        Bridge(mux, url, jetstream="MD"),
+        RemoteMultiplexer(url, jetstream="MD", heartbeat=0.25) as remote,
+    ):
+        here = mux.stream_filter({"s": "SYM1"}, maxsize=total)
+        first = remote.stream_filter({"s": "SYM1"}, maxsize=total, gaps="raise")
+        await remote.subscribed()
+        srv.start_feed(rate=4000, count=total)
+        late: list[Stream] = []
+        for symbol in ("SYM2", "SYM3"):
+            await until(lambda: remote.stats().messages >= total // 8 * (len(late) + 1))
+            late.append(remote.stream_filter({"s": symbol}, maxsize=total))
+            await remote.subscribed()
+        await srv.wait_feed_done_async()
+        await until(lambda: first.statistics().buffered == here.statistics().buffered)
+        assert [m["seq"] for m in drain(first)] == [m["seq"] for m in drain(here)]
+        assert remote.stats().resumes >= 2 and remote.stats().gaps == 0
+        for stream in late:
+            assert drain(stream)  # each late stream receives its symbol
