@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import orjson
 import pytest
 from _natsserver import NatsServer
 from fanout._reference import SEMANTICS_CASES
@@ -265,3 +267,62 @@ async def test_streams_opened_mid_feed_disturb_no_other_stream(nats_server: Nats
         assert remote.stats().resumes >= 2 and remote.stats().gaps == 0
         for stream in late:
             assert drain(stream)  # each late stream receives its symbol
+
+
+async def test_core_nats_restart_is_a_gap_then_delivery_goes_on(nats_server: NatsServer) -> None:
+    url = nats_server.url
+    async with (
+        FeedServer() as srv,
+        Multiplexer(srv.url + "/ws") as mux,
+        Bridge(mux, url) as bridge,
+        RemoteMultiplexer(url) as remote,
+    ):
+        stream = remote.stream_filter({"e": "x"}, gaps="raise")
+        await remote.subscribed()
+        srv.broadcast({"e": "x", "s": "A", "n": 1})
+        with anyio.fail_after(DEADLINE):
+            assert (await stream.receive())["n"] == 1
+        nats_server.stop()
+        nats_server.start()
+        await until(lambda: remote.stats().gaps == 1)
+        await remote.subscribed()
+        n = 2
+        with anyio.fail_after(DEADLINE):
+            with pytest.raises(ConnectionGap):
+                while True:  # published until the bridge is back too
+                    srv.broadcast({"e": "x", "s": "A", "n": n})
+                    n += 1
+                    with anyio.move_on_after(0.1):
+                        await stream.receive()
+            assert (await stream.receive())["n"] > 1
+        assert bridge.stats().published >= 2
+
+
+@dataclass
+class Trade:
+    e: str
+    s: str
+    p: str
+
+
+class _Typed(RemoteMultiplexer):
+    def _parse_raw_data(self, raw: bytes) -> Any:  # type: ignore[override]
+        msg = orjson.loads(raw)
+        return Trade(msg["e"], msg["s"], msg["p"]) if msg.get("e") == "trade" else msg
+
+
+async def test_listen_on_typed_messages(nats_server: NatsServer) -> None:
+    url = nats_server.url
+    async with (
+        FeedServer() as srv,
+        Multiplexer(srv.url + "/ws") as mux,
+        Bridge(mux, url),
+        _Typed(url) as remote,
+    ):
+        trades = remote.listen(Trade, {"s": "B", "p": lambda p: float(p) > 10})
+        await remote.subscribed()
+        assert remote.stats().subjects == ("md.*.B", "md._._")  # and the gap subject
+        for s, p in (("A", "20"), ("B", "5"), ("B", "20")):
+            srv.broadcast({"e": "trade", "s": s, "p": p})
+        with anyio.fail_after(DEADLINE):
+            assert await trades.receive() == Trade("trade", "B", "20")
