@@ -37,7 +37,15 @@ import orjson
 from .._exceptions import ConnectionGap, StreamClosed, StreamLagged
 from .._log import RateLimitedLog, log, redact_url
 from ..fanout import Filters, Overflow, Stream
-from ._conn import GAP_HEADER, MSG_ID, JetStreamConfig, connect, ensure_stream, require_asyncio
+from ._conn import (
+    GAP_HEADER,
+    MSG_ID,
+    JetStreamConfig,
+    connect,
+    ensure_stream,
+    require_asyncio,
+    scrub,
+)
 from ._subject import SubjectTemplate
 
 __all__ = ["Bridge", "BridgeStats", "Source"]
@@ -212,7 +220,12 @@ class Bridge:
     # -- lifecycle -----------------------------------------------------------
 
     async def __aenter__(self) -> Bridge:
-        await self._start()
+        try:
+            await self._start()
+        except BaseException:
+            self._stream.close_nowait()  # no stream left buffering on the source
+            self._state = "failed"
+            raise
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._pump, name=f"wsmux {self._name}")
@@ -317,7 +330,7 @@ class Bridge:
         except Exception as exc:  # the source died, or NATS is closed for good
             self._error = exc
             self._state = "failed"
-            log.error("%s: stopped: %s", self._name, exc)
+            log.error("%s: stopped: %s", self._name, scrub(str(exc), self._url))
         finally:
             self._done.set()
 

@@ -38,6 +38,8 @@ class Sink(Protocol):
     last_sequence: int
     resumes: int
 
+    def scrub(self, text: str) -> str: ...
+
     async def deliver(self, data: bytes) -> None: ...
 
     def gap(self) -> None: ...
@@ -80,8 +82,9 @@ class Wanted:
             await self._synced.wait()
 
 
-async def _retry_pause(label: str, what: str, exc: BaseException, logger: RateLimitedLog) -> None:
-    logger("%s: %s failed (%s: %s); retrying", label, what, type(exc).__name__, exc)
+async def _retry_pause(sink: Sink, what: str, exc: BaseException, logger: RateLimitedLog) -> None:
+    text = sink.scrub(str(exc))
+    logger("%s: %s failed (%s: %s); retrying", sink.label, what, type(exc).__name__, text)
     await anyio.sleep(0.2)
 
 
@@ -125,7 +128,7 @@ async def run_core(nc: Any, wanted: Wanted, sink: Sink, pending_limit: int) -> N
                 await subs.pop(subject).unsubscribe()
             await nc.flush(timeout=5)
         except Exception as exc:
-            await _retry_pause(sink.label, "subscribing", exc, warn)
+            await _retry_pause(sink, "subscribing", exc, warn)
             continue
         wanted.mark_synced(version)
         await wanted.changed(version)
@@ -156,10 +159,10 @@ async def run_jetstream(
         try:
             info = await jsm.stream_info(stream)
         except NotFoundError as exc:
-            await _retry_pause(sink.label, f"finding JetStream stream {stream!r}", exc, warn)
+            await _retry_pause(sink, f"finding JetStream stream {stream!r}", exc, warn)
             continue
         except Exception as exc:
-            await _retry_pause(sink.label, "reading the stream's state", exc, warn)
+            await _retry_pause(sink, "reading the stream's state", exc, warn)
             continue
         state = info.state
         if first:
@@ -225,7 +228,7 @@ async def run_jetstream(
                     if name is not None and nc.is_connected:
                         await jsm.delete_consumer(stream, name)
         except Exception as exc:
-            await _retry_pause(sink.label, "creating the JetStream consumer", exc, warn)
+            await _retry_pause(sink, "creating the JetStream consumer", exc, warn)
             continue
         sink.resumes += 1
 

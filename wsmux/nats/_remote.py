@@ -24,7 +24,7 @@ from .._log import RateLimitedLog, log, redact_url
 from .._mux import _TypedStream
 from ..fanout import Filters, Handler, Hub, Overflow, Stream, compile_filters, is_async_callable
 from ..fanout._handlers import decorator
-from ._conn import connect, require_asyncio
+from ._conn import connect, require_asyncio, scrub
 from ._feed import Wanted, run_core, run_jetstream
 from ._subject import SubjectTemplate, covering
 
@@ -314,6 +314,10 @@ class RemoteMultiplexer:
         if self._hub.publish(msg):
             await self._hub.relieve()
 
+    def scrub(self, text: str) -> str:
+        """Mask the NATS URL's credentials in a text (for log lines)."""
+        return scrub(text, self._url)
+
     def gap(self) -> None:
         """Report that messages may be missing here (called by the feed)."""
         if self._gap_armed:  # one ConnectionGap per interruption, not one per hint
@@ -368,7 +372,7 @@ class RemoteMultiplexer:
         try:
             await feed
         except Exception as exc:
-            log.error("%s: the NATS feed failed: %r", self.label, exc)
+            log.error("%s: the NATS feed failed: %s", self.label, self.scrub(repr(exc)))
             self._state = "failed"
             self._hub.close(exc)
 
