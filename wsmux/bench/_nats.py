@@ -31,8 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import orjson
 
@@ -42,6 +42,7 @@ from ._server import trade
 __all__ = ["available", "format_nats", "run_nats"]
 
 SUBJECT = "bench.{e}.{s}"
+T = TypeVar("T")
 
 
 def available() -> bool:
@@ -135,6 +136,28 @@ async def _direct(port: int, n: int) -> float:
             if msg["e"] == "end":
                 break
         return n / (time.perf_counter() - start)
+
+
+async def _latency_direct(url: str) -> list[int]:
+    out: list[int] = []
+    async with Multiplexer(url) as mux:
+        stream = mux.stream_filter()
+        await mux.send("go")
+        async for msg in stream:
+            now = time.monotonic_ns()
+            if msg["e"] == "end":
+                break
+            out.append(now - msg["ts"])
+    return out
+
+
+def run_async(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine function on a fresh asyncio loop (as the other scenarios do)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(fn())
+    finally:
+        loop.close()
 
 
 # -- the bridge ----------------------------------------------------------------
@@ -245,7 +268,6 @@ def run_nats(
     Returns:
         Rates (msg/s), ratios, latencies (us) and completeness, as plain data.
     """
-    from ._scenarios import _latency_wsmux, run_async
 
     out: dict[str, Any] = {"messages": messages}
     paced = f"mode=paced&n={min(messages, 4000)}&rate=2000"
@@ -253,7 +275,7 @@ def run_nats(
         out["bare_core"] = run_async(lambda: _bare_core(url, messages))
         out["bare_js"] = run_async(lambda: _bare_js(url, messages))
         out["direct"] = run_async(lambda: _direct(port, messages))
-        direct_lat = run_async(lambda: _latency_wsmux(f"ws://127.0.0.1:{port}/?{paced}"))
+        direct_lat = run_async(lambda: _latency_direct(f"ws://127.0.0.1:{port}/?{paced}"))
         direct_lat.sort()
         k = len(direct_lat)
         out["direct_latency"] = {
