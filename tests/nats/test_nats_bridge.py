@@ -16,6 +16,7 @@ from fanout._reference import SEMANTICS_CASES
 from wsmux import (
     Bridge,
     ConnectionGap,
+    JetStreamConfig,
     Multiplexer,
     RemoteMultiplexer,
     Stream,
@@ -326,3 +327,30 @@ async def test_listen_on_typed_messages(nats_server: NatsServer) -> None:
             srv.broadcast({"e": "trade", "s": s, "p": p})
         with anyio.fail_after(DEADLINE):
             assert await trades.receive() == Trade("trade", "B", "20")
+
+
+async def test_jetstream_gap_only_when_the_stream_no_longer_holds_it(
+    nats_server: NatsServer,
+) -> None:
+    url = nats_server.url
+    async with (
+        FeedServer(symbols=2) as srv,
+        Multiplexer(srv.url + "/ws") as mux,
+        Bridge(mux, url, jetstream=JetStreamConfig("MD", max_msgs=100)) as bridge,
+    ):
+        srv.start_feed(count=300)
+        await until(lambda: bridge.stats().acked == 300)
+        async with (
+            RemoteMultiplexer(url, jetstream="MD", deliver=1) as trimmed,
+            RemoteMultiplexer(url, jetstream="MD", deliver=250) as kept,
+        ):
+            lost = trimmed.stream_filter(maxsize=1000, gaps="raise")
+            whole = kept.stream_filter(maxsize=1000, gaps="raise")
+            with anyio.fail_after(DEADLINE):
+                with pytest.raises(ConnectionGap):  # 1 to 200 are gone
+                    await lost.receive()
+                assert [(await lost.receive())["seq"] for _ in range(100)] == list(range(201, 301))
+                assert [(await whole.receive())["seq"] for _ in range(51)] == list(
+                    range(250, 301)
+                )  # no gap: the stream still holds 250 on
+            assert trimmed.stats().gaps == 1 and kept.stats().gaps == 0

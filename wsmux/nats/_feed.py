@@ -154,8 +154,14 @@ async def run_jetstream(
     jsm = nc.jsm()
     warn = RateLimitedLog(logging.WARNING)
     first = True
+    idle = False
     while True:
         version = wanted.version
+        if not wanted.subjects:  # no stream: no consumer (it would take everything)
+            wanted.mark_synced(version)
+            await wanted.changed(version)
+            idle = not first  # nobody read meanwhile: start again from now
+            continue
         try:
             info = await jsm.stream_info(stream)
         except NotFoundError as exc:
@@ -165,6 +171,9 @@ async def run_jetstream(
             await _retry_pause(sink, "reading the stream's state", exc, warn)
             continue
         state = info.state
+        if idle:
+            sink.last_sequence = max(sink.last_sequence, state.last_seq)
+            idle = False
         if first:
             if deliver == "new":
                 sink.last_sequence = state.last_seq
