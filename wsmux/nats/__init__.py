@@ -2,8 +2,8 @@
 
 Owns the subject template (``_subject``: message fields to subject tokens,
 filters to the narrowest covering subjects), the bridge (``_bridge``: a
-source's stream republished onto NATS, gap markers, JetStream ids and
-acknowledgements), the receiving side (``_feed``: core subscriptions and the
+source's stream republished onto NATS, gap markers; ``_publish``: JetStream
+ids, acknowledgements and republication), the receiving side (``_feed``: core subscriptions and the
 resuming JetStream consumer) and :class:`RemoteMultiplexer` (``_remote``:
 the consumer half of a multiplexer over the same hub).
 

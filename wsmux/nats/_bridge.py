@@ -22,7 +22,6 @@ template's gap subject (every field ``_``), which remote streams turn into
 
 from __future__ import annotations
 
-import collections
 import itertools
 import logging
 import os
@@ -46,6 +45,7 @@ from ._conn import (
     require_asyncio,
     scrub,
 )
+from ._publish import AckedPublisher
 from ._subject import SubjectTemplate
 
 __all__ = ["Bridge", "BridgeStats", "Source"]
@@ -92,18 +92,6 @@ class BridgeStats(NamedTuple):
     lagged: int
     buffered: int
     pending_acks: int
-
-
-class _Pending:
-    __slots__ = ("attempts", "deadline", "future", "headers", "payload", "subject")
-
-    def __init__(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
-        self.subject = subject
-        self.payload = payload
-        self.headers = headers
-        self.future: Any = None
-        self.deadline = 0.0
-        self.attempts = 0
 
 
 class Bridge:
@@ -174,17 +162,15 @@ class Bridge:
         )
         self._session = os.urandom(6).hex()
         self._serial = itertools.count(1)
-        self._pending: collections.deque[_Pending] = collections.deque()
         self._nc: Any = None
-        self._js: Any = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._state = "idle"
         self._reconnected = False
         self._errors_log = RateLimitedLog(logging.WARNING)
         self._done = anyio.Event()
         self._error: Exception | None = None
-        self.published = self.acked = self.duplicates = self.republished = 0
-        self.errors = self.gaps = self.lagged = 0
+        self._acks: AckedPublisher | None = None
+        self.published = self.errors = self.gaps = self.lagged = 0
 
     def __repr__(self) -> str:
         mode = f"jetstream {self._js_cfg.name!r}" if self._js_cfg else "core"
@@ -204,17 +190,18 @@ class Bridge:
         Returns:
             The counters.
         """
+        acks = self._acks
         return BridgeStats(
             self._state,
             self.published,
-            self.acked,
-            self.duplicates,
-            self.republished,
-            self.errors,
+            acks.acked if acks else 0,
+            acks.duplicates if acks else 0,
+            acks.republished if acks else 0,
+            self.errors + (acks.errors if acks else 0),
             self.gaps,
             self.lagged,
             self._stream.statistics().buffered,
-            len(self._pending),
+            acks.pending if acks else 0,
         )
 
     # -- lifecycle -----------------------------------------------------------
@@ -229,8 +216,8 @@ class Bridge:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._pump, name=f"wsmux {self._name}")
-        if self._js is not None:
-            self._tg.start_soon(self._watch_acks, name=f"wsmux {self._name} acks")
+        if self._acks is not None:
+            self._tg.start_soon(self._acks.watch, name=f"wsmux {self._name} acks")
         return self
 
     async def __aexit__(
@@ -274,7 +261,8 @@ class Bridge:
             except Exception:
                 await self._nc.close()
                 raise
-            self._js = self._nc.jetstream(publish_async_max_pending=8192)
+            js = self._nc.jetstream(publish_async_max_pending=8192)
+            self._acks = AckedPublisher(js, self._ack_timeout, self._name)
             log.info("%s: publishing to JetStream stream %r", self._name, self._js_cfg.name)
 
     async def _close(self) -> None:
@@ -282,8 +270,8 @@ class Bridge:
         nc, self._nc = self._nc, None
         if nc is not None:
             with anyio.move_on_after(2, shield=True):
-                if self._js is not None and self._pending:
-                    await self._flush_acks()
+                if self._acks is not None:
+                    await self._acks.flush()
                 if not nc.is_closed:
                     await nc.drain()
         if self._state == "running":
@@ -291,7 +279,7 @@ class Bridge:
 
     async def on_reconnect(self) -> None:
         """Called by the NATS client once reconnected (core NATS may have lost messages)."""
-        if self._js is None:
+        if self._acks is None:
             self._reconnected = True
 
     # -- publishing -------------------------------------------------------------
@@ -322,10 +310,10 @@ class Bridge:
                     self._errors_log("%s: cannot encode a message: %r", self._name, exc)
                     continue
                 subject = template.subject(msg)
-                if self._js is None:
+                if self._acks is None:
                     await self._nc.publish(subject, payload)
                 else:
-                    await self._publish_js(_Pending(subject, payload, {MSG_ID: self._msg_id(msg)}))
+                    await self._acks.publish(subject, payload, {MSG_ID: self._msg_id(msg)})
                 self.published += 1
         except Exception as exc:  # the source died, or NATS is closed for good
             self._error = exc
@@ -349,63 +337,8 @@ class Bridge:
         log.warning("%s: publishing a gap marker (%s)", self._name, reason)
         headers: dict[str, str] = {GAP_HEADER: reason}
         subject = self._template.gap_subject
-        if self._js is None:
+        if self._acks is None:
             await self._nc.publish(subject, b"", headers=headers)
         else:
             headers[MSG_ID] = f"{self._session}-gap-{next(self._serial)}"
-            await self._publish_js(_Pending(subject, b"", headers))
-
-    async def _publish_js(self, item: _Pending) -> None:
-        item.attempts += 1
-        item.deadline = anyio.current_time() + self._ack_timeout
-        try:
-            # No wait_stall: it costs a task per call, and _settle frees slots.
-            item.future = await self._js.publish_async(
-                item.subject, item.payload, headers=item.headers
-            )
-        except Exception as exc:
-            # Disconnected with a full buffer, too many stalled: try again later.
-            self._errors_log("%s: publish failed (%s); will retry", self._name, type(exc).__name__)
-            item.future = None
-            item.deadline = anyio.current_time() + 0.2
-        self._pending.append(item)
-
-    async def _watch_acks(self) -> None:
-        while True:
-            await anyio.sleep(0.05)
-            await self._settle(anyio.current_time())
-
-    async def _settle(self, now: float) -> None:
-        pending = self._pending
-        while pending:
-            item = pending[0]
-            fut = item.future
-            if fut is not None and fut.done():
-                pending.popleft()
-                if fut.cancelled() or fut.exception() is not None:
-                    await self._retry(item)
-                else:
-                    self.acked += 1
-                    if getattr(fut.result(), "duplicate", False):
-                        self.duplicates += 1
-                continue
-            if now < item.deadline:
-                break
-            pending.popleft()
-            if fut is not None:
-                fut.cancel()
-            await self._retry(item)
-
-    async def _retry(self, item: _Pending) -> None:
-        if item.attempts >= 20:
-            self.errors += 1
-            self._errors_log("%s: a message was never acknowledged; given up", self._name)
-            return
-        self.republished += 1
-        await self._publish_js(item)
-
-    async def _flush_acks(self) -> None:
-        while self._pending:
-            await self._settle(anyio.current_time())
-            if self._pending:
-                await anyio.sleep(0.01)
+            await self._acks.publish(subject, b"", headers)
