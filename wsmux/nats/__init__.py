@@ -16,9 +16,10 @@ on asyncio only, and under trio the bridge and the remote side raise
 RuntimeError at once.
 """
 
-from ._bridge import Bridge, BridgeStats
+from ._bridge import Bridge
 from ._conn import JetStreamConfig
-from ._remote import RemoteMultiplexer, RemoteStats
+from ._remote import RemoteMultiplexer
+from ._stats import BridgeStats, RemoteStats
 from ._subject import SubjectTemplate
 
 __all__ = [

@@ -27,7 +27,7 @@ import logging
 import os
 from collections.abc import Callable, Hashable
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal, Protocol
 
 import anyio
 import anyio.abc
@@ -46,9 +46,10 @@ from ._conn import (
     scrub,
 )
 from ._publish import AckedPublisher
+from ._stats import BridgeStats
 from ._subject import SubjectTemplate
 
-__all__ = ["Bridge", "BridgeStats", "Source"]
+__all__ = ["Bridge", "Source"]
 
 
 class Source(Protocol):
@@ -63,35 +64,6 @@ class Source(Protocol):
         gaps: Literal["raise", "ignore"] = ...,
         name: str | None = ...,
     ) -> Stream: ...
-
-
-class BridgeStats(NamedTuple):
-    """A snapshot of a bridge's counters.
-
-    Attributes:
-        state: ``idle``, ``running``, ``closed`` or ``failed``.
-        published: Messages handed to NATS (republications not counted).
-        acked: JetStream: acknowledgements received.
-        duplicates: JetStream: acknowledgements saying the stream already
-            had the id (the other bridge of an HA pair was first).
-        republished: JetStream: messages published again after no ack.
-        errors: Messages that could not be encoded or published for good.
-        gaps: Gap markers published.
-        lagged: Messages the bridge's own stream lost to overflow.
-        buffered: Messages waiting in the bridge's stream.
-        pending_acks: JetStream: publications not yet acknowledged.
-    """
-
-    state: str
-    published: int
-    acked: int
-    duplicates: int
-    republished: int
-    errors: int
-    gaps: int
-    lagged: int
-    buffered: int
-    pending_acks: int
 
 
 class Bridge:

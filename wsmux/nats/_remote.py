@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import anyio
 import anyio.abc
@@ -26,42 +26,10 @@ from ..fanout import Filters, Handler, Hub, Overflow, Stream, compile_filters, i
 from ..fanout._handlers import decorator
 from ._conn import connect, require_asyncio, scrub
 from ._feed import Wanted, run_core, run_jetstream
+from ._stats import RemoteStats
 from ._subject import SubjectTemplate, covering
 
-__all__ = ["RemoteMultiplexer", "RemoteStats"]
-
-
-class RemoteStats(NamedTuple):
-    """A snapshot of a remote multiplexer's counters.
-
-    Attributes:
-        state: ``idle``, ``open``, ``closed`` or ``failed``.
-        messages: Messages received from NATS and handed to the hub.
-        bytes: Their payload bytes.
-        gaps: Gaps reported to ``gaps="raise"`` streams (bridge markers,
-            lost NATS connections, JetStream retention).
-        resumes: JetStream: consumers replaced (reconnection, new subjects).
-        last_sequence: JetStream: the last stream sequence delivered.
-        parse_errors: Payloads that could not be parsed (skipped).
-        handler_errors: Exceptions raised by handlers.
-        filter_errors: Exceptions raised by filter predicates.
-        drops: Messages lost to overflow, over all streams.
-        streams: Streams open now.
-        subjects: The NATS subjects subscribed to.
-    """
-
-    state: str
-    messages: int
-    bytes: int
-    gaps: int
-    resumes: int
-    last_sequence: int
-    parse_errors: int
-    handler_errors: int
-    filter_errors: int
-    drops: int
-    streams: int
-    subjects: tuple[str, ...]
+__all__ = ["RemoteMultiplexer"]
 
 
 class RemoteMultiplexer:
