@@ -44,6 +44,9 @@ MISSING: Final = "_"
 #: multiply); past it, the widest field becomes ``*``.
 MAX_PATTERNS: Final = 64
 
+#: Subjects remembered by their (string) field values.
+_CACHE_SIZE: Final = 1 << 16
+
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _UNSAFE = re.compile(r"[%.*>\s\x00-\x1f\x7f]")
 
@@ -189,7 +192,7 @@ class SubjectTemplate:
             wildcard or whitespace in a literal, or no field at all.
     """
 
-    __slots__ = ("_literal", "_parts", "fields", "template")
+    __slots__ = ("_cache", "_literal", "_parts", "fields", "template")
 
     def __init__(self, template: str) -> None:
         if not isinstance(template, str):
@@ -214,6 +217,7 @@ class SubjectTemplate:
         if len(set(self.fields)) != len(self.fields):
             raise ValueError(f"subject template {template!r} names a field twice")
         self._literal = tuple(None if f else name for name, f in parts)
+        self._cache: dict[tuple[Any, ...], str] = {}
 
     def __repr__(self) -> str:
         return f"SubjectTemplate({self.template!r})"
@@ -243,6 +247,16 @@ class SubjectTemplate:
         Returns:
             The subject (missing or non-scalar fields give ``_``).
         """
+        if msg.__class__ is dict:
+            # The hot path: string fields, seen before (symbols repeat).
+            values = tuple(map(msg.get, self.fields))
+            if all(v.__class__ is str for v in values):
+                found = self._cache.get(values)
+                if found is None:
+                    if len(self._cache) >= _CACHE_SIZE:
+                        self._cache.clear()
+                    found = self._cache[values] = self._build(msg.get)
+                return found
         get: Callable[[str, Any], Any]
         if isinstance(msg, Mapping):
             get = msg.get
@@ -250,7 +264,9 @@ class SubjectTemplate:
             return self.gap_subject
         else:
             get = functools.partial(getattr, msg)
+        return self._build(get)
 
+    def _build(self, get: Callable[[str, Any], Any]) -> str:
         out = []
         for name, is_field in self._parts:
             if is_field:
