@@ -354,3 +354,19 @@ async def test_jetstream_gap_only_when_the_stream_no_longer_holds_it(
                     range(250, 301)
                 )  # no gap: the stream still holds 250 on
             assert trimmed.stats().gaps == 1 and kept.stats().gaps == 0
+
+
+async def test_nats_unreachable_at_start_fails_in_time_and_leaves_nothing() -> None:
+    from _natsserver import free_port
+
+    url = f"nats://127.0.0.1:{free_port()}"  # nobody listens
+    async with FeedServer() as srv, Multiplexer(srv.url + "/ws") as mux:
+        bridge = Bridge(mux, url, open_timeout=0.5)
+        assert mux.stats().streams == 1
+        with anyio.fail_after(DEADLINE), pytest.raises(ConnectionError, match="timed out"):
+            async with bridge:
+                pass
+        assert mux.stats().streams == 0 and bridge.stats().state == "failed"
+        with anyio.fail_after(DEADLINE), pytest.raises(ConnectionError):
+            async with RemoteMultiplexer(url, open_timeout=0.5):
+                pass

@@ -92,6 +92,8 @@ class Bridge:
         ack_timeout: JetStream: seconds before an unacknowledged message is
             published again.
         connect_options: Extra keyword arguments for ``nats.connect``.
+        open_timeout: Seconds allowed to reach NATS at start (ConnectionError
+            after that, or at once for refused credentials).
         name: Label for logs and the repr.
 
     Raises:
@@ -113,6 +115,7 @@ class Bridge:
         encode: Callable[[Any], bytes] | None = None,
         ack_timeout: float = 5.0,
         connect_options: dict[str, Any] | None = None,
+        open_timeout: float = 10.0,
         name: str | None = None,
     ) -> None:
         if not isinstance(nats_url, str):
@@ -129,6 +132,7 @@ class Bridge:
         self._encode = encode or orjson.dumps
         self._ack_timeout = ack_timeout
         self._options = dict(connect_options or {})
+        self._open_timeout = open_timeout
         self._stream = source.stream_filter(
             filters, maxsize=maxsize, overflow=overflow, gaps="raise", name=self._name
         )
@@ -225,7 +229,9 @@ class Bridge:
 
     async def _start(self) -> None:
         require_asyncio("wsmux Bridge")
-        self._nc = await connect(self._url, self._name, self._options, self)
+        self._nc = await connect(
+            self._url, self._name, self._options, self, open_timeout=self._open_timeout
+        )
         self._state = "running"
         if self._js_cfg is not None:
             try:

@@ -53,6 +53,8 @@ class RemoteMultiplexer:
         pending_limit: Core NATS: messages nats-py buffers per subscription
             before dropping (a drop is reported as a gap).
         connect_options: Extra keyword arguments for ``nats.connect``.
+        open_timeout: Seconds allowed to reach NATS at start (ConnectionError
+            after that, or at once for refused credentials).
         drain_timeout: On exit, how long async handlers may take to finish.
         name: Label for logs, the repr and ``stats()``.
 
@@ -70,6 +72,7 @@ class RemoteMultiplexer:
         heartbeat: float = 1.0,
         pending_limit: int = 1 << 16,
         connect_options: dict[str, Any] | None = None,
+        open_timeout: float = 10.0,
         drain_timeout: float = 5.0,
         name: str | None = None,
     ) -> None:
@@ -84,6 +87,7 @@ class RemoteMultiplexer:
         self._heartbeat = heartbeat
         self._pending_limit = pending_limit
         self._options = dict(connect_options or {})
+        self._open_timeout = open_timeout
         self.label = name or f"remote {redact_url(nats_url)}"
         self._hub = Hub(drain_timeout=drain_timeout)
         self._wants: dict[int, set[tuple[str, ...]]] = {}
@@ -321,7 +325,9 @@ class RemoteMultiplexer:
             self._async_parse = parse
         else:
             self._parse = parse
-        self._nc = await connect(self._url, self.label, self._options, self)
+        self._nc = await connect(
+            self._url, self.label, self._options, self, open_timeout=self._open_timeout
+        )
         await self._hub.__aenter__()
         self._hub_entered = True
         self._state = "open"
