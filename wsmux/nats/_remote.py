@@ -258,6 +258,9 @@ class RemoteMultiplexer:
     async def subscribed(self) -> None:
         """Wait until NATS delivers what every open stream and handler needs.
 
+        In JetStream mode this includes waiting for the stream to exist (the
+        bridge creates it); put a deadline around it.
+
         Raises:
             RuntimeError: The remote multiplexer is not running.
         """
