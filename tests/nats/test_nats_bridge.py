@@ -370,3 +370,25 @@ async def test_nats_unreachable_at_start_fails_in_time_and_leaves_nothing() -> N
         with anyio.fail_after(DEADLINE), pytest.raises(ConnectionError):
             async with RemoteMultiplexer(url, open_timeout=0.5):
                 pass
+
+
+async def test_a_blocking_jetstream_reader_loses_nothing(nats_server: NatsServer) -> None:
+    """A ``block`` stream read late holds the consumer back (heartbeats stop, the
+    consumer is replaced from the last sequence): every message once, in order."""
+    total = 1500
+    url = nats_server.url
+    async with (
+        FeedServer(symbols=2) as srv,
+        Multiplexer(srv.url + "/ws") as mux,
+        Bridge(mux, url, jetstream="MD") as bridge,
+        RemoteMultiplexer(url, jetstream="MD", heartbeat=0.1) as remote,
+    ):
+        stream = remote.stream_filter(maxsize=50, overflow="block", gaps="raise")
+        await remote.subscribed()
+        srv.start_feed(count=total)
+        await until(lambda: bridge.stats().acked == total)
+        await until(lambda: remote.stats().resumes >= 1)  # stalled, then replaced
+        with anyio.fail_after(DEADLINE):
+            seqs = [(await stream.receive())["seq"] for _ in range(total)]
+        assert seqs == list(range(1, total + 1))
+        assert remote.stats().gaps == 0
