@@ -35,6 +35,14 @@ async def until(predicate: Callable[[], bool], timeout: float = DEADLINE) -> Non
             await anyio.sleep(0.01)
 
 
+async def broadcast(srv: FeedServer, msg: Any) -> None:
+    """Broadcast once a connection takes it (the server registers a new one
+    a moment after the client sees it open)."""
+    with anyio.fail_after(DEADLINE):
+        while not srv.broadcast(msg):
+            await anyio.sleep(0.01)
+
+
 def drain(stream: Stream) -> list[Any]:
     out = []
     while True:
@@ -73,7 +81,7 @@ async def test_every_filter_case_selects_what_a_local_stream_selects(
             remote_streams = [remote.stream_filter(f, maxsize=4096) for f, _, _ in cases]
             await remote.subscribed()
             for msg in msgs:
-                srv.broadcast('"text"' if msg == "text" else msg)
+                await broadcast(srv, '"text"' if msg == "text" else msg)
             await until(lambda: remote.stats().messages == len(msgs))
             assert bridge.stats().published == len(msgs)
             for i, (filters, msg, expected) in enumerate(cases):
@@ -94,12 +102,12 @@ async def test_an_upstream_loss_is_a_connection_gap_remotely(nats_server: NatsSe
         gapped = remote.stream_filter({"e": "x"}, gaps="raise")
         plain = remote.stream_filter({"e": "x"})
         await remote.subscribed()
-        srv.broadcast({"e": "x", "s": "A", "n": 1})
+        await broadcast(srv, {"e": "x", "s": "A", "n": 1})
         with anyio.fail_after(DEADLINE):
             assert (await gapped.receive())["n"] == 1
         srv.drop()
         await until(lambda: mux.stats().reconnects == 1 and mux.state == "open")
-        srv.broadcast({"e": "x", "s": "A", "n": 2})
+        await broadcast(srv, {"e": "x", "s": "A", "n": 2})
         with anyio.fail_after(DEADLINE):
             with pytest.raises(ConnectionGap):
                 await gapped.receive()
@@ -226,7 +234,7 @@ async def test_credentials_in_the_url_never_reach_the_logs(
             async with bridge, RemoteMultiplexer(server.url, jetstream="MD") as remote:
                 stream = remote.stream_filter()
                 await remote.subscribed()
-                srv.broadcast({"e": "x", "s": "A"})
+                await broadcast(srv, {"e": "x", "s": "A"})
                 with anyio.fail_after(DEADLINE):
                     await stream.receive()
                 shown = [repr(bridge), repr(remote), str(bridge.stats()), str(remote.stats())]
@@ -280,9 +288,10 @@ async def test_core_nats_restart_is_a_gap_then_delivery_goes_on(nats_server: Nat
     ):
         stream = remote.stream_filter({"e": "x"}, gaps="raise")
         await remote.subscribed()
-        srv.broadcast({"e": "x", "s": "A", "n": 1})
-        with anyio.fail_after(DEADLINE):
+        await broadcast(srv, {"e": "x", "s": "A", "n": 1})
+        with anyio.move_on_after(DEADLINE):
             assert (await stream.receive())["n"] == 1
+        assert stream.statistics().delivered == 1, (mux.stats(), bridge.stats(), remote.stats())
         nats_server.stop()
         nats_server.start()
         await until(lambda: remote.stats().gaps == 1)
@@ -291,7 +300,7 @@ async def test_core_nats_restart_is_a_gap_then_delivery_goes_on(nats_server: Nat
         with anyio.fail_after(DEADLINE):
             with pytest.raises(ConnectionGap):
                 while True:  # published until the bridge is back too
-                    srv.broadcast({"e": "x", "s": "A", "n": n})
+                    await broadcast(srv, {"e": "x", "s": "A", "n": n})
                     n += 1
                     with anyio.move_on_after(0.1):
                         await stream.receive()
@@ -324,7 +333,7 @@ async def test_listen_on_typed_messages(nats_server: NatsServer) -> None:
         await remote.subscribed()
         assert remote.stats().subjects == ("md.*.B", "md._._")  # and the gap subject
         for s, p in (("A", "20"), ("B", "5"), ("B", "20")):
-            srv.broadcast({"e": "trade", "s": s, "p": p})
+            await broadcast(srv, {"e": "trade", "s": s, "p": p})
         with anyio.fail_after(DEADLINE):
             assert await trades.receive() == Trade("trade", "B", "20")
 
