@@ -201,6 +201,8 @@ def test_the_pool_sits_above_connection_and_fanout(graph: Graph) -> None:
         or (under(src, "wsmux.pool") and under(dst, "wsmux.threads", "wsmux.nats"))
     ]
     assert not bad, "layer violations around the pool:\n  " + "\n  ".join(bad)
+
+
 def test_nats_sits_above_the_core(graph: Graph) -> None:
     """wsmux.nats builds on the fan-out layer and the front object; the core
     never imports it (only the package's public names and the tools do), and

@@ -52,7 +52,6 @@ from .fanout._hub import Hub
 from .fanout._latency import LatencyHistogram, LatencyStats
 from .fanout._messages import Messages
 from .fanout._stream import Overflow, Stream, StreamStatistics
-from .pool import ConnectBudget, Pool, PoolConnection
 from .nats import (
     Bridge,
     BridgeStats,
@@ -61,6 +60,7 @@ from .nats import (
     RemoteStats,
     SubjectTemplate,
 )
+from .pool import ConnectBudget, Pool, PoolConnection
 from .threads._mux_thread import MuxThread, ThreadStream, run_in_thread
 
 __all__ = [
