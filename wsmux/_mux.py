@@ -22,7 +22,9 @@ from ._lifecycle import IN_OWN_TASK, Lifecycle
 from ._log import default_name
 from ._options import MultiplexerStats, Options
 from ._outbound import Outbound
+from ._record import Recorder
 from .connection._backoff import Backoff
+from .connection._proxy import check_proxy, resolve_proxy
 from .connection._ratelimit import RateLimiter
 from .connection._status import ENDED, LIVE, Gate, Hooks, Sink, State, Status
 from .connection._supervisor import Supervisor
@@ -80,6 +82,14 @@ class Multiplexer:
             asyncio only (under trio, starting fails with FatalConnectError).
         connect_options: Extra keyword arguments for websockets' ``connect``
             (for picows' ``ws_connect`` with ``transport="picows"``).
+        proxy: The proxy to connect through: ``True`` (default) takes it from
+            the environment as websockets does (``wss_proxy``/``https_proxy``,
+            ``ws_proxy``/``http_proxy``, ``all_proxy``, minus ``no_proxy``),
+            None (or False) connects directly, a URL such as
+            ``"http://user:pass@proxy:3128"`` (HTTP CONNECT) or
+            ``"socks5h://proxy:1080"`` (SOCKS, ``pip install 'wsmux[socks]'``)
+            uses that proxy. Both transports honour it; its credentials never
+            appear in logs, reprs or errors.
         max_size: Largest inbound message in bytes; a larger one closes the
             connection (counted, then reconnected). None for no limit.
         ping_interval: Seconds between keepalive pings.
@@ -139,12 +149,18 @@ class Multiplexer:
             unit mistake) is logged and not recorded; the message is
             published all the same. None (default): nothing is measured,
             at no cost.
+        recorder: A :class:`wsmux.Recorder` that writes every raw frame with
+            its receive time and connection id, and the connections,
+            rotations and gaps (see ``wsmux record``); None (default) costs
+            nothing.
 
     Raises:
         TypeError: ``event_time`` is neither a field name nor callable.
-        ValueError: An option is out of range, or ``transport`` is unknown.
-        TypeError: ``url``, ``name`` or ``max_age`` has the wrong type.
-        ImportError: ``transport="picows"`` and picows is not installed.
+        ValueError: An option is out of range, ``transport`` is unknown, or
+            ``proxy`` is not a valid proxy URL.
+        TypeError: ``url``, ``name``, ``max_age`` or ``proxy`` has the wrong type.
+        ImportError: ``transport="picows"`` and picows is not installed, or a
+            SOCKS proxy and python-socks is not installed.
     """
 
     def __init__(
@@ -155,6 +171,7 @@ class Multiplexer:
         # connection
         transport: Literal["websockets", "picows"] = "websockets",
         connect_options: dict[str, Any] | None = None,
+        proxy: str | bool | None = True,
         max_size: int | None = 2**20,
         ping_interval: float | None = 5.0,
         ping_timeout: float | None = 5.0,
@@ -184,6 +201,8 @@ class Multiplexer:
         drain_timeout: float = 5.0,
         # measuring
         event_time: EventTime | None = None,
+        # recording
+        recorder: Recorder | None = None,
     ) -> None:
         if url is not None and not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
@@ -221,6 +240,7 @@ class Multiplexer:
             require_picows()
         elif transport != "websockets":
             raise ValueError(f"transport must be 'websockets' or 'picows', not {transport!r}")
+        check_proxy(proxy)
         self.url = url
         self._name = name if name is not None else default_name(url, self)
         self._redacted = self._name  # the label of logs and errors (kept for subclasses)
@@ -247,7 +267,9 @@ class Multiplexer:
             transport=transport,
             max_age=None if max_age is None else float(max_age),
             event_time=None if event_time is None else event_seconds(event_time),
+            proxy=None if proxy is False else proxy,
         )
+        self._recorder = recorder
         self._backoff = backoff
         self._hub = Hub(drain_timeout=drain_timeout)
         self._sink: Sink = self._hub  # where the supervisor publishes (see _join)
@@ -313,7 +335,7 @@ class Multiplexer:
                 ping_timeout=opts.ping_timeout,
                 open_timeout=opts.open_timeout,
                 close_timeout=opts.close_timeout,
-                **opts.connect_options,
+                **{"proxy": resolve_proxy(opts.proxy, self.url), **opts.connect_options},
             )
         options: dict[str, Any] = {
             "max_size": opts.max_size,
@@ -324,6 +346,7 @@ class Multiplexer:
             "compression": None,
             "max_queue": 1024,
             "logger": ScrubbingLogger(self.url),
+            "proxy": opts.proxy,
         }
         options.update(opts.connect_options)
         made = default_connect(self.url, options)
@@ -706,6 +729,7 @@ class Multiplexer:
             tg,
             backoff=self._backoff,
             gate=self._gate,
+            recorder=self._recorder,
         )
 
     def _join(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -40,6 +40,8 @@ class Options:
     max_age: float | None = None
     #: The message's exchange time in epoch seconds (None: not measured).
     event_time: Callable[[Any], float | None] | None = None
+    #: True: from the environment; None: none; else the proxy URL (secret-bearing).
+    proxy: str | bool | None = field(default=True, repr=False)
 
 
 class MultiplexerStats(NamedTuple):

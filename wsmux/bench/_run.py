@@ -98,8 +98,10 @@ def run_bench(
         repeat: Timed repetitions per scenario, after one warm-up.
         quick: A tiny run for tests: few messages, one repetition, small
             latency and memory probes. Overrides ``messages`` and ``repeat``.
-        scenarios: Names to run (default: ``a`` to ``e``, and ``f`` when
-            picows is installed). The baseline always runs.
+        scenarios: Names to run (default: ``a`` to ``e``, ``f`` when picows
+            is installed, and ``nats`` (end to end through a local
+            nats-server, not in a quick run) when nats-py and nats-server
+            are). The baseline always runs.
         latency: Measure the paced-feed latency.
         memory: Measure idle streams and a stalled consumer.
         progress: Called with one line per step (default: stderr).
@@ -125,6 +127,10 @@ def run_bench(
     if quick:
         messages, repeat = 2000, 1
     names = scenarios or ([*DEFAULT, "f"] if _have_picows() else DEFAULT)
+    from ._nats import available as have_nats
+
+    with_nats = "nats" in names or (scenarios is None and not quick and have_nats())
+    names = [x for x in names if x != "nats"]
     unknown = sorted(set(names) - {s[0] for s in SCENARIOS} - {"pool"})
     if unknown:
         raise ValueError(f"unknown scenario(s): {', '.join(unknown)}")
@@ -135,6 +141,11 @@ def run_bench(
         scen = run_throughput(port, messages, repeat, names, progress)
         if latency:
             lat = run_latency(port, 500 if quick else 6000, progress)
+        nats: dict[str, Any] = {}
+        if with_nats:  # feed -> bridge -> nats-server -> consumer processes
+            from ._nats import run_nats
+
+            nats = run_nats(port, 2000 if quick else 50_000, progress)
     if pool:
         for key, value in run_pool_latency(300 if quick else 3000, progress=progress).items():
             lat[f"pool {key}"] = value
@@ -156,6 +167,7 @@ def run_bench(
         targets=check_targets(by_name, lat, mem),
         noise=max((r.spread for r in scen), default=0.0),
         seconds=time.perf_counter() - began,
+        nats=nats,
     )
 
 
@@ -196,7 +208,10 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
         "--scenarios",
-        help="comma-separated subset of a,b,c,d,e,f (f: picows), and pool (redundancy latency)",
+        help=(
+            "comma-separated subset of a,b,c,d,e,f,nats,pool"
+            " (f: picows; nats: the nats extra; pool: redundancy latency)"
+        ),
     )
     parser.add_argument("--no-latency", action="store_true", help="skip the latency probe")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probe")

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import anyio
 
-from .. import Multiplexer, Stream, StreamLagged
+from .. import Multiplexer, Recorder, Stream, StreamLagged
 from ._common import (
     add_metrics_options,
     metrics_server,
@@ -44,7 +44,8 @@ def add_parser(sub: Any) -> None:
         description="Start the embedded FeedServer as a simulated exchange (many symbols,"
         " depth diffs with sequence numbers, a user-data stream whose listen key expires every"
         " few seconds, a random disconnect now and then) and a demo adapter with many"
-        " concurrent consumers. Shows a status line each second. No internet needed.",
+        " concurrent consumers. Shows a status line each second. No internet needed: the"
+        " simulated exchange listens on 127.0.0.1 only.",
     )
     demo.add_argument(
         "--seconds",
@@ -69,6 +70,12 @@ def add_parser(sub: Any) -> None:
         default=7.0,
         metavar="S",
         help="drop a random connection about every S seconds (default 7)",
+    )
+    demo.add_argument(
+        "--record",
+        metavar="FILE",
+        help="record the market connection's raw frames to FILE (.zst: compressed), for"
+        " wsmux replay",
     )
     add_metrics_options(demo)
     demo.add_argument("-v", "--verbose", action="store_true", help="log wsmux warnings too")
@@ -108,7 +115,9 @@ class _Line:
             self.out.flush()
 
 
-async def _run_demo(args: argparse.Namespace, line: _Line) -> dict[str, Any]:
+async def _run_demo(
+    args: argparse.Namespace, line: _Line, recorder: Recorder | None = None
+) -> dict[str, Any]:
     from ..testing import FeedServer
 
     symbols = [f"SYM{i}" for i in range(args.symbols)]
@@ -117,7 +126,9 @@ async def _run_demo(args: argparse.Namespace, line: _Line) -> dict[str, Any]:
         srv.start_feed(rate=args.rate)
         srv.schedule("drop", every=args.drop_every, jitter=args.drop_every / 3)
         # "E" is the server's send time in ms: exchange-to-receipt latency.
-        market = Multiplexer(f"{srv.url}/stream", name="market", event_time="E", **fast)
+        market = Multiplexer(
+            f"{srv.url}/stream", name="market", event_time="E", recorder=recorder, **fast
+        )
         user = BinanceFapiUserData(
             srv.url, srv.http_url, period=60.0, name="user", event_time="E", **fast
         )
@@ -240,18 +251,24 @@ def _demo(args: argparse.Namespace) -> int:
     undo = setup_logging(args.verbose) if args.verbose else (lambda: None)
     line = _Line(sys.stderr)
     status("demo: a simulated exchange on 127.0.0.1, Ctrl-C to stop")
+    recorder: Recorder | None = None
     try:
-        summary = anyio.run(_run_demo, args, line)
+        if args.record:
+            recorder = Recorder(args.record)
+        summary = anyio.run(_run_demo, args, line, recorder)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop
         line.done()
         status("interrupted")
         return 0
-    except OSError as exc:  # the metrics port is taken, say
+    except (ImportError, OSError) as exc:  # no zstandard, the metrics port is taken, say
         line.done()
         status(f"error: {exc}")
         return 1
     finally:
         undo()
+        if recorder is not None:
+            recorder.close()
+            status(f"recorded {recorder.frames} frame(s) to {args.record}")
     line.done()
     status(summary_line(summary))
     return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sys
 import urllib.parse
 from collections import deque
@@ -433,6 +434,10 @@ async def picows_connect(
         )
     except picows.WSInvalidStatusError as exc:
         raise _invalid_status(exc) from None
+    except Exception as exc:
+        if type(exc).__name__ != "ProxyError":  # python-socks', raised for every proxy
+            raise
+        raise _proxy_error(exc, url) from None
     except picows.WSInvalidURL as exc:
         raise wse.InvalidURI(scrub(url, url), scrub(str(exc), url)) from None
     except picows.WSError as exc:
@@ -461,6 +466,15 @@ def _headers(url: str, additional: Any, options: dict[str, Any]) -> tuple[str, l
         headers.append(("Authorization", build_authorization_basic(user, secret)))
     netloc = parts.netloc.rpartition("@")[2]
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), headers
+
+
+def _proxy_error(exc: BaseException, url: str) -> wse.ProxyError:
+    """websockets' exception for a proxy failure reported by picows (python-socks)."""
+    text = str(exc)
+    refused = re.search(r"rejected connection with status (\d{3})", text)
+    if refused is not None:
+        return wse.InvalidProxyStatus(Response(int(refused[1]), "", Headers(), b""))
+    return wse.ProxyError(scrub(f"proxy: {text}", url))
 
 
 def _invalid_status(exc: Any) -> wse.InvalidStatus:

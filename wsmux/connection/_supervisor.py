@@ -32,6 +32,7 @@ import orjson
 from .._exceptions import FatalConnectError, RetriesExhausted
 from .._log import RateLimitedLog, log, redact_url, sample, show_url
 from .._options import Options
+from .._record import Recorder
 from ..fanout._messages import Messages
 from ._backoff import Backoff
 from ._fence import fence_of
@@ -64,6 +65,8 @@ class Supervisor:
         gate: Asked before each connection attempt (a shared
             connection-attempt budget); waiting for it is not part of
             ``open_timeout``.
+        recorder: Where raw frames and connection events are recorded, if
+            anywhere (a :class:`wsmux.Recorder`); None costs nothing.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class Supervisor:
         tg: anyio.abc.TaskGroup,
         backoff: Backoff | None = None,
         gate: Gate | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.hooks = hooks
         self.gate = gate
@@ -102,6 +106,7 @@ class Supervisor:
         self._id_log = RateLimitedLog(logging.ERROR)
         hook = hooks.message_id
         self.message_id = None if hook is None else functools.partial(_safe_id, hook, self._id_log)
+        self.recorder = recorder
 
     # -- the loop ------------------------------------------------------------
 
@@ -116,6 +121,8 @@ class Supervisor:
             RetriesExhausted: ``max_attempts`` attempts failed in a row.
         """
         self.status.set(State.CONNECTING)
+        if self.recorder is not None:
+            self.recorder.begin(self.hooks.url, self.hooks.label)
         link = await self._connect(initial=True)
         self._go_live(link)
         started()
@@ -309,6 +316,8 @@ class Supervisor:
     # -- reading -------------------------------------------------------------
 
     def _start_reader(self, link: Link) -> None:
+        if self.recorder is not None:
+            self.recorder.event("connect", link.id)
         self.reading.add(link)
         self.tg.start_soon(self._read, link, name=f"wsmux reader {link.id}")
         if self.options.stale_after:
@@ -334,6 +343,9 @@ class Supervisor:
         # A connection may offer recv_nowait(): a buffered frame or None, so
         # that a burst is drained without a coroutine per message.
         recv_nowait = getattr(conn, "recv_nowait", None)
+        recorder = self.recorder
+        if recorder is not None:
+            recv, recv_nowait = recorder.wrap(link.id, recv, recv_nowait)
         wall = _wall
         try:
             with link.reader_scope:
@@ -371,6 +383,9 @@ class Supervisor:
         except Exception as exc:
             link.error = exc
         finally:
+            if recorder is not None:
+                reason = "stopped" if link.error is None else describe_close(link.error)
+                recorder.event("close", link.id, reason=reason)
             self.reading.discard(link)
             self.retired_messages += link.received
             self.retired_bytes += link.nbytes
@@ -514,12 +529,16 @@ class Supervisor:
             log.warning("rotation: %s; messages may be missing", outcome)
             self.counters["rotation_gaps"] += 1
             self.sink.mark_gap()
+            if self.recorder is not None:
+                self.recorder.event("gap", old.id, reason=outcome)
         for msg in rotation.cutover():
             if self.sink.publish(msg):
                 await self.sink.relieve()
         tail = rotation.go_live()
         new.role = Role.TAIL if tail else Role.LIVE
         self.live = new
+        if self.recorder is not None:
+            self.recorder.event("rotation", new.id, **{"from": old.id})
         self._last_rotation = anyio.current_time()
         overlap = self._last_rotation - overlap_from
         self.counters["rotations"] += 1
@@ -744,6 +763,8 @@ class Supervisor:
         self.live = None
         status.set(State.RECONNECTING)
         self.sink.mark_gap()
+        if self.recorder is not None:
+            self.recorder.event("gap", old.id, reason=reason)
         self.counters["disconnects"] += 1
         status.on_disconnect()
         if uptime >= self.options.reset_after:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -23,6 +24,7 @@ from ._feed import FeedRunner
 from ._generator import KINDS, FeedSpec, encode, normalize_topic
 from ._limits import check_limit
 from ._records import ConnectionRecord, FeedServerStats
+from ._replay import Replay
 
 __all__ = ["FeedServer"]
 
@@ -56,6 +58,9 @@ class FeedServer(FaultControls):
     test can show from the server's own counters that a budget held.
     :meth:`delay` adds latency and jitter to one connection.
     """
+
+    #: The playback of a :meth:`replay` server (progress, duration), else None.
+    replaying: Replay | None = None
 
     def __init__(
         self,
@@ -156,6 +161,28 @@ class FeedServer(FaultControls):
         core.on_open = self._feed.connection_opened
         core.http_routes["depth"] = self._feed.depth_response
         core.on_shutdown = self._feed.forget
+
+    @classmethod
+    def replay(cls, path: str | os.PathLike[str], speed: float | str = 1.0, **options: Any) -> Self:
+        """A server that serves a recording (``wsmux record``) as a live feed.
+
+        Frames go to every market connection in order, spacing divided by
+        ``speed``; a slow client slows the playback, never loses frames. It
+        starts at the first market connection, once per start (:attr:`replaying`).
+
+        Args:
+            path: The recording (``.zst``: zstd-compressed).
+            speed: 1.0 real time, 10 ten times faster, 0 or ``"max"`` flat out.
+            **options: Other :class:`FeedServer` arguments (``host``, ``port``).
+
+        Raises:
+            ValueError: A bad ``speed``, or the file is not a wsmux recording.
+            OSError: The file cannot be read.
+            ImportError: A ``.zst`` file and zstandard is missing.
+        """
+        server = cls(**options)
+        server.replaying = Replay(server._core, path, speed)
+        return server
 
     # ------------------------------------------------------------ lifecycle
 
