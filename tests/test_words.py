@@ -38,7 +38,7 @@ FAST: dict[str, Any] = {
 }
 
 
-async def wait_for(check: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
+async def wait_for(check: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
     with anyio.fail_after(timeout):
         while not check():
             await anyio.sleep(0.005)

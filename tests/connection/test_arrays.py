@@ -52,7 +52,7 @@ def buffered(stream: wsmux.Stream) -> list[Any]:
     return [stream.receive_nowait() for _ in range(stream.statistics().buffered)]
 
 
-async def wait_for(stream: wsmux.Stream, last: Any, seconds: float = 5.0) -> list[Any]:
+async def wait_for(stream: wsmux.Stream, last: Any, seconds: float = 15.0) -> list[Any]:
     """Read a stream until ``last`` arrives (under a deadline)."""
     got: list[Any] = []
     with anyio.fail_after(seconds):

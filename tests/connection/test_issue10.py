@@ -50,7 +50,7 @@ def opts(**options: Any) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k in _ACCEPTED}
 
 
-async def until(predicate: Any, seconds: float = 3.0) -> None:
+async def until(predicate: Any, seconds: float = 15.0) -> None:
     """Poll a predicate under a deadline."""
     with anyio.fail_after(seconds):
         while not predicate():

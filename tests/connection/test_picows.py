@@ -35,7 +35,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float = 3.0) -> None:
+async def wait_for(cond: Callable[[], bool], timeout: float = 15.0) -> None:
     with anyio.fail_after(timeout):
         while not cond():  # state that another task changes
             await anyio.sleep(0.005)

@@ -32,7 +32,7 @@ class Rotating(Multiplexer):
         self.rotate = anyio.Event()
 
 
-async def until(predicate: Any, seconds: float = 3.0) -> None:
+async def until(predicate: Any, seconds: float = 15.0) -> None:
     """Poll a predicate; a connection list that is briefly empty counts as False."""
 
     def holds() -> bool:
