@@ -18,7 +18,8 @@ import orjson
 from websockets.uri import parse_uri
 
 from ._exceptions import FatalConnectError, MultiplexerClosed
-from ._lifecycle import IN_OWN_TASK, Lifecycle
+from ._front import StreamSource
+from ._lifecycle import Lifecycle
 from ._log import default_name
 from ._options import MultiplexerStats, Options
 from ._outbound import Outbound
@@ -31,32 +32,16 @@ from .connection._supervisor import Supervisor
 from .connection._transport import Connection, ScrubbingLogger, default_connect
 from .fanout import (
     Filters,
-    Handler,
     Hub,
-    Key,
-    Overflow,
     Stream,
-    compile_filters,
-    handler_name,
     is_async_callable,
 )
-from .fanout._handlers import decorator
 from .fanout._latency import EventTime, LatencyHistogram, event_seconds
 
 __all__ = ["Multiplexer", "MultiplexerStats", "State"]
 
 
-class _TypedStream(Stream):
-    __slots__ = ("_kind",)
-
-    _kind: type | tuple[type, ...]
-
-    def _put(self, msg: Any) -> None:
-        if isinstance(msg, self._kind):
-            Stream._put(self, msg)
-
-
-class Multiplexer:
+class Multiplexer(StreamSource):
     """One supervised websocket connection feeding any number of streams.
 
     ``Multiplexer(url)`` works as it is; exchange adapters subclass it and
@@ -400,157 +385,8 @@ class Multiplexer:
         """
         return None
 
-    # -- streams and handlers ----------------------------------------------
-
-    def stream_filter(
-        self,
-        filters: Filters = None,
-        *,
-        maxsize: int = 1024,
-        overflow: Overflow = "lag",
-        gaps: Literal["raise", "ignore"] = "ignore",
-        topics: Iterable[str] = (),
-        name: str | None = None,
-        key: Key | None = None,
-        latency: bool | None = None,
-    ) -> Stream:
-        """Open a stream of the messages the filter selects.
-
-        Args:
-            filters: ``None`` or ``[]`` for every message, a dict (AND over
-                its items) or a list of dicts (OR over them). Values compare
-                as JSON does; a dict value matches as a nested subset; a
-                callable value is a predicate on the field.
-            maxsize: The most messages buffered for this stream.
-            overflow: ``"lag"`` (default: drop the oldest, the next read
-                raises StreamLagged), ``"drop_oldest"``, ``"drop_newest"``
-                (silent, counted), ``"block"`` (backpressure on everyone)
-                or ``"conflate"`` (the latest message per ``key``: a newer
-                one replaces the buffered one, keys are read in the order
-                they were last updated; replaced ones are counted).
-            gaps: ``"raise"`` to get ConnectionGap at an unplanned reconnect.
-            topics: Topics this stream needs: subscribed when the first
-                stream needing one opens, unsubscribed when the last closes.
-            name: A label for the stream's repr and for metrics.
-            key: With ``overflow="conflate"`` only: a field name (``"s"``)
-                or a function of the message returning its key. A message
-                without a key is kept as it is and counted
-                (``statistics().unkeyed``).
-            latency: Measure receipt-to-consumer latency (from the frame's
-                arrival to the read) in ``statistics().latency``. None
-                (default): measured when the multiplexer has ``event_time``.
-
-        Returns:
-            The stream, already receiving.
-
-        Raises:
-            TypeError: The filter is malformed, ``key`` is neither a
-                field name nor callable, or ``name`` is not a str.
-            ValueError: An option is out of range, ``"conflate"`` without a
-                ``key``, or a ``key`` with another policy.
-        """
-        stream = self._hub.open_stream(
-            filters,
-            maxsize=maxsize,
-            overflow=overflow,
-            gaps=gaps,
-            name=name,
-            key=key,
-            latency=latency,
-        )
+    def _attach(self, stream: Stream, filters: Filters, topics: Iterable[str]) -> None:
         self._out.attach(stream, topics)
-        return stream
-
-    def listen(
-        self,
-        cls: type | tuple[type, ...],
-        filters: Filters = None,
-        **options: Any,
-    ) -> Stream:
-        """Open a stream of parsed messages that are instances of ``cls``.
-
-        For adapters whose ``_parse_raw_data`` returns typed models.
-
-        Args:
-            cls: A class or tuple of classes.
-            filters: Further filters, matched by attribute.
-            **options: As for :meth:`stream_filter`.
-
-        Returns:
-            The stream.
-
-        Raises:
-            TypeError: ``cls`` is not a class or tuple of classes.
-        """
-        if not (isinstance(cls, type) or (isinstance(cls, tuple) and cls)):
-            raise TypeError(f"listen() needs a class, not {cls!r}")
-        topics = options.pop("topics", ())
-        hub = self._hub
-        if options.get("latency") is None:
-            options["latency"] = hub.measure_streams
-        stream = _TypedStream(hub, **options)
-        stream._kind = cls
-        clauses = compile_filters(filters)
-        if hub.closed:
-            stream._end(hub._error)
-        else:
-            hub._register(stream, clauses)
-        self._out.attach(stream, topics)
-        return stream
-
-    def add_handler(
-        self,
-        fn: Handler,
-        filters: Filters = None,
-        *,
-        maxsize: int = 1024,
-        overflow: Overflow = "lag",
-        key: Key | None = None,
-    ) -> None:
-        """Call ``fn(msg)`` for each message the filter selects.
-
-        A plain function runs inline and must be quick; a coroutine function
-        gets its own stream and task. Exceptions are logged and counted.
-
-        Args:
-            fn: The handler.
-            filters: As for :meth:`stream_filter`.
-            maxsize: Buffer size for an async handler.
-            overflow: Overflow policy for an async handler.
-            key: The conflation key of an async handler (``overflow="conflate"``).
-
-        Raises:
-            TypeError: ``fn`` is not callable or the filter is malformed.
-            ValueError: ``fn`` is already a handler, or the options conflict.
-        """
-        if is_async_callable(fn):
-            fn = _OwnTask(fn)
-        self._hub.add_handler(fn, filters, maxsize=maxsize, overflow=overflow, key=key)
-
-    def remove_handler(self, fn: Handler) -> None:
-        """Stop calling a handler; safe from inside the handler.
-
-        Args:
-            fn: A handler added before.
-
-        Raises:
-            KeyError: ``fn`` is not a handler.
-        """
-        if is_async_callable(fn):
-            fn = _OwnTask(fn)
-        self._hub.remove_handler(fn)
-
-    def on(self, filters: Filters = None, **options: Any) -> Callable[[Handler], Handler]:
-        """Decorator form of :meth:`add_handler`.
-
-        Args:
-            filters: As for :meth:`stream_filter`.
-            **options: ``maxsize``, ``overflow`` and ``key`` for async handlers.
-
-        Returns:
-            A decorator that adds the function and returns it unchanged.
-        """
-        return decorator(self.add_handler, filters, options)
 
     # -- outbound -----------------------------------------------------------
 
@@ -842,29 +678,3 @@ class Multiplexer:
             latency=None if self._status.latency is None else self._status.latency.snapshot(),
             named_streams=hub.named_statistics(),
         )
-
-
-class _OwnTask:
-    """Wraps an async handler so its task is known to be wsmux's own."""
-
-    __slots__ = ("fn",)
-
-    def __init__(self, fn: Handler) -> None:
-        self.fn = fn
-
-    async def __call__(self, msg: Any) -> Any:
-        IN_OWN_TASK.set(True)
-        return await self.fn(msg)  # type: ignore[misc]
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _OwnTask) and other.fn == self.fn
-
-    def __hash__(self) -> int:
-        return hash(self.fn)
-
-    @property
-    def __wrapped__(self) -> Handler:
-        return self.fn
-
-    def __repr__(self) -> str:
-        return handler_name(self.fn)

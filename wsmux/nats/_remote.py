@@ -12,7 +12,7 @@ what a local one would.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Literal
 
@@ -20,10 +20,9 @@ import anyio
 import anyio.abc
 import orjson
 
+from .._front import StreamSource
 from .._log import RateLimitedLog, log, redact_url
-from .._mux import _TypedStream
-from ..fanout import Filters, Handler, Hub, Overflow, Stream, compile_filters, is_async_callable
-from ..fanout._handlers import decorator
+from ..fanout import Filters, Handler, Hub, Stream, is_async_callable
 from ._conn import connect, require_asyncio, scrub
 from ._feed import Wanted, run_core, run_jetstream
 from ._stats import RemoteStats
@@ -32,7 +31,7 @@ from ._subject import SubjectTemplate, covering
 __all__ = ["RemoteMultiplexer"]
 
 
-class RemoteMultiplexer:
+class RemoteMultiplexer(StreamSource):
     """Streams and handlers fed by a bridge's NATS subjects.
 
     Use it as ``async with RemoteMultiplexer("nats://host:4222") as remote:``;
@@ -147,113 +146,19 @@ class RemoteMultiplexer:
         stream._on_close = lambda: self._unwant(stream)
         return stream
 
-    def stream_filter(
-        self,
-        filters: Filters = None,
-        *,
-        maxsize: int = 1024,
-        overflow: Overflow = "lag",
-        gaps: Literal["raise", "ignore"] = "ignore",
-        name: str | None = None,
-    ) -> Stream:
-        """Open a stream of the messages the filter selects.
+    # stream_filter, listen, add_handler, remove_handler, on: those of every
+    # source (wsmux._front); what each needs becomes NATS subjects here.
 
-        Args:
-            filters: As for ``Multiplexer.stream_filter``.
-            maxsize: The most messages buffered for this stream.
-            overflow: ``"lag"``, ``"drop_oldest"``, ``"drop_newest"`` or ``"block"``.
-            gaps: ``"raise"`` to get ConnectionGap where messages may be missing.
-            name: A label for the stream's repr.
+    def _attach(self, stream: Stream, filters: Filters, topics: Iterable[str]) -> None:
+        if tuple(topics):
+            raise ValueError("a RemoteMultiplexer has no topics: the bridge subscribes upstream")
+        self._track(stream, filters)
 
-        Returns:
-            The stream, already receiving (see :meth:`subscribed`).
-
-        Raises:
-            TypeError: The filter is malformed.
-            ValueError: An option is out of range.
-        """
-        stream = self._hub.open_stream(
-            filters, maxsize=maxsize, overflow=overflow, gaps=gaps, name=name
-        )
-        return self._track(stream, filters)
-
-    def listen(
-        self, cls: type | tuple[type, ...], filters: Filters = None, **options: Any
-    ) -> Stream:
-        """Open a stream of parsed messages that are instances of ``cls``.
-
-        For a ``_parse_raw_data`` that returns typed models.
-
-        Args:
-            cls: A class or tuple of classes.
-            filters: Further filters, matched by attribute.
-            **options: As for :meth:`stream_filter`.
-
-        Returns:
-            The stream.
-
-        Raises:
-            TypeError: ``cls`` is not a class or tuple of classes.
-        """
-        if not (isinstance(cls, type) or (isinstance(cls, tuple) and cls)):
-            raise TypeError(f"listen() needs a class, not {cls!r}")
-        hub = self._hub
-        stream = _TypedStream(hub, **options)
-        stream._kind = cls
-        clauses = compile_filters(filters)
-        if hub.closed:
-            stream._end(hub._error)
-            return stream
-        hub._register(stream, clauses)
-        return self._track(stream, filters)
-
-    def add_handler(
-        self,
-        fn: Handler,
-        filters: Filters = None,
-        *,
-        maxsize: int = 1024,
-        overflow: Overflow = "lag",
-    ) -> None:
-        """Call ``fn(msg)`` for each message the filter selects.
-
-        Args:
-            fn: A plain function (runs inline, must be quick) or a coroutine
-                function (its own stream and task).
-            filters: As for :meth:`stream_filter`.
-            maxsize: Buffer size for an async handler.
-            overflow: Overflow policy for an async handler.
-
-        Raises:
-            TypeError: ``fn`` is not callable or the filter is malformed.
-            ValueError: ``fn`` is already a handler.
-        """
-        self._hub.add_handler(fn, filters, maxsize=maxsize, overflow=overflow)
+    def _handler_added(self, fn: Handler, filters: Filters) -> None:
         self._want(fn, filters)
 
-    def remove_handler(self, fn: Handler) -> None:
-        """Stop calling a handler.
-
-        Args:
-            fn: A handler added before.
-
-        Raises:
-            KeyError: ``fn`` is not a handler.
-        """
-        self._hub.remove_handler(fn)
+    def _handler_removed(self, fn: Handler) -> None:
         self._unwant(fn)
-
-    def on(self, filters: Filters = None, **options: Any) -> Callable[[Handler], Handler]:
-        """Decorator form of :meth:`add_handler`.
-
-        Args:
-            filters: As for :meth:`stream_filter`.
-            **options: ``maxsize`` and ``overflow`` for async handlers.
-
-        Returns:
-            A decorator that adds the function and returns it unchanged.
-        """
-        return decorator(self.add_handler, filters, options)
 
     async def subscribed(self) -> None:
         """Wait until NATS delivers what every open stream and handler needs.

@@ -10,27 +10,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import anyio.abc
 
 from .._exceptions import NotConnected
+from .._front import StreamSource
 from .._log import log
-from .._mux import Multiplexer, MultiplexerStats, _OwnTask, _TypedStream
+from .._mux import Multiplexer, MultiplexerStats
 from ..connection._budget import ConnectBudget
 from ..connection._status import State
 from ..fanout import (
     Filters,
-    Handler,
     Hub,
-    Key,
-    Overflow,
     Stream,
-    compile_filters,
-    is_async_callable,
 )
-from ..fanout._handlers import decorator
 from ._life import PoolLife
 from ._members import Members, PoolConnection
 from ._placement import Placement, Wanted, check_topics
@@ -38,7 +33,7 @@ from ._placement import Placement, Wanted, check_topics
 __all__ = ["Pool"]
 
 
-class Pool:
+class Pool(StreamSource):
     """Several supervised connections, made by one adapter, feeding one hub.
 
     Topics are placed on connections with room (at most ``max_topics``
@@ -152,111 +147,10 @@ class Pool:
     def __repr__(self) -> str:
         return f"<Pool {self._name!r} {self.state} connections={len(self._members.all)}>"
 
-    # -- streams and handlers (as on a Multiplexer) ---------------------------
+    # -- streams and handlers: those of every source (wsmux._front) -----------
 
-    def stream_filter(
-        self,
-        filters: Filters = None,
-        *,
-        maxsize: int = 1024,
-        overflow: Overflow = "lag",
-        gaps: Literal["raise", "ignore"] = "ignore",
-        topics: Iterable[str] = (),
-        name: str | None = None,
-        key: Key | None = None,
-        latency: bool | None = None,
-    ) -> Stream:
-        """Open a stream of the messages the filter selects, from every connection.
-
-        See :meth:`wsmux.Multiplexer.stream_filter`; ``topics`` are placed on
-        the pool's connections while the stream is open.
-
-        Returns:
-            The stream, already receiving.
-
-        Raises:
-            TypeError: The filter is malformed, or ``key`` is neither a field
-                name nor callable.
-            ValueError: An option is out of range.
-        """
-        stream = self._hub.open_stream(
-            filters,
-            maxsize=maxsize,
-            overflow=overflow,
-            gaps=gaps,
-            name=name,
-            key=key,
-            latency=latency,
-        )
-        self._wanted.attach(stream, topics)
-        return stream
-
-    def listen(
-        self, cls: type | tuple[type, ...], filters: Filters = None, **options: Any
-    ) -> Stream:
-        """Open a stream of parsed messages that are instances of ``cls``.
-
-        See :meth:`wsmux.Multiplexer.listen`.
-
-        Returns:
-            The stream.
-
-        Raises:
-            TypeError: ``cls`` is not a class or tuple of classes.
-        """
-        if not (isinstance(cls, type) or (isinstance(cls, tuple) and cls)):
-            raise TypeError(f"listen() needs a class, not {cls!r}")
-        topics = options.pop("topics", ())
-        hub = self._hub
-        if options.get("latency") is None:
-            options["latency"] = hub.measure_streams
-        stream = _TypedStream(hub, **options)
-        stream._kind = cls
-        clauses = compile_filters(filters)
-        if hub.closed:
-            stream._end(hub._error)
-        else:
-            hub._register(stream, clauses)
-        self._wanted.attach(stream, topics)
-        return stream
-
-    def add_handler(
-        self,
-        fn: Handler,
-        filters: Filters = None,
-        *,
-        maxsize: int = 1024,
-        overflow: Overflow = "lag",
-    ) -> None:
-        """Call ``fn(msg)`` for each message the filter selects.
-
-        See :meth:`wsmux.Multiplexer.add_handler`.
-
-        Raises:
-            TypeError: ``fn`` is not callable or the filter is malformed.
-            ValueError: ``fn`` is already a handler.
-        """
-        if is_async_callable(fn):
-            fn = _OwnTask(fn)
-        self._hub.add_handler(fn, filters, maxsize=maxsize, overflow=overflow)
-
-    def remove_handler(self, fn: Handler) -> None:
-        """Stop calling a handler; safe from inside the handler.
-
-        Raises:
-            KeyError: ``fn`` is not a handler.
-        """
-        if is_async_callable(fn):
-            fn = _OwnTask(fn)
-        self._hub.remove_handler(fn)
-
-    def on(self, filters: Filters = None, **options: Any) -> Callable[[Handler], Handler]:
-        """Decorator form of :meth:`add_handler`.
-
-        Returns:
-            A decorator that adds the function and returns it unchanged.
-        """
-        return decorator(self.add_handler, filters, options)
+    def _attach(self, stream: Stream, filters: Filters, topics: Iterable[str]) -> None:
+        self._wanted.attach(stream, topics)  # placed on the pool's connections
 
     # -- topics ----------------------------------------------------------------
 
