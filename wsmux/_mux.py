@@ -18,9 +18,10 @@ from websockets.uri import parse_uri
 
 from ._exceptions import FatalConnectError, MultiplexerClosed
 from ._lifecycle import IN_OWN_TASK, Lifecycle
-from ._log import default_name
+from ._log import default_name, log
 from ._options import MultiplexerStats, Options
 from ._outbound import Outbound
+from .connection._auto import choose_transport
 from .connection._backoff import Backoff
 from .connection._ratelimit import RateLimiter
 from .connection._status import ENDED, LIVE, Hooks, State, Status
@@ -71,11 +72,16 @@ class Multiplexer:
             its first path segment unless it looks like a credential
             (``"wss://fstream.binance.com/ws"``), or the class name when
             there is no URL. Name adapters that share a host or a class.
-        transport: ``"websockets"`` (default, asyncio and trio) or
-            ``"picows"``: the fast transport of ``pip install 'wsmux[fast]'``,
-            asyncio only (under trio, starting fails with FatalConnectError).
+        transport: ``"auto"`` (default): picows when it is installed
+            (``pip install 'wsmux[fast]'``) and the loop is asyncio,
+            websockets otherwise (under trio, behind a proxy from the
+            environment, or when ``connect_options`` has keys of websockets'
+            own); chosen at each connect, shown in the repr, in
+            ``stats().transport`` and logged at INFO. ``"websockets"``
+            (asyncio and trio) or ``"picows"`` (asyncio only; under trio,
+            starting fails with FatalConnectError) pin one.
         connect_options: Extra keyword arguments for websockets' ``connect``
-            (for picows' ``ws_connect`` with ``transport="picows"``).
+            (for picows' ``ws_connect`` when picows is used).
         max_size: Largest inbound message in bytes; a larger one closes the
             connection (counted, then reconnected). None for no limit.
         ping_interval: Seconds between keepalive pings.
@@ -132,7 +138,7 @@ class Multiplexer:
         *,
         name: str | None = None,
         # connection
-        transport: Literal["websockets", "picows"] = "websockets",
+        transport: Literal["auto", "websockets", "picows"] = "auto",
         connect_options: dict[str, Any] | None = None,
         max_size: int | None = 2**20,
         ping_interval: float | None = 5.0,
@@ -190,8 +196,10 @@ class Multiplexer:
             from .connection._picows import require_picows
 
             require_picows()
-        elif transport != "websockets":
-            raise ValueError(f"transport must be 'websockets' or 'picows', not {transport!r}")
+        elif transport not in ("auto", "websockets"):
+            raise ValueError(
+                f"transport must be 'auto', 'websockets' or 'picows', not {transport!r}"
+            )
         self.url = url
         self._name = name if name is not None else default_name(url, self)
         self._redacted = self._name  # the label of logs and errors (kept for subclasses)
@@ -217,6 +225,9 @@ class Multiplexer:
             reconnect_args=tuple(reconnect_args),
             transport=transport,
         )
+        # What the last connect chose ("" until then, for auto), and why.
+        self._transport: str = "" if transport == "auto" else transport
+        self._transport_why = ""
         self._backoff = backoff
         self._hub = Hub(drain_timeout=drain_timeout)
         self._status = Status(
@@ -244,7 +255,20 @@ class Multiplexer:
         )
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._name!r} {self._status.state}>"
+        state, transport = self._status.state, self._transport_name()
+        return f"<{type(self).__name__} {self._name!r} {state} {transport}>"
+
+    def _transport_name(self) -> str:
+        """The transport of the live connection, else the last one chosen, else the option."""
+        ws = self.present_ws
+        if ws is not None:
+            kind = type(ws)
+            if kind.__name__ == "PicowsConnection":
+                return "picows"
+            if kind.__module__.startswith("websockets."):
+                return "websockets"
+            return kind.__name__  # made by an overridden _create_ws
+        return self._transport or self._options.transport
 
     # -- hooks (override in an adapter) -----------------------------------
 
@@ -264,7 +288,11 @@ class Multiplexer:
             raise FatalConnectError("no url: pass one to Multiplexer() or override _create_ws")
         parse_uri(self.url)  # InvalidURI, fatal, for either transport
         opts = self._options
-        if opts.transport == "picows":
+        transport, why = choose_transport(opts.transport, self.url, opts.connect_options)
+        if (transport, why) != (self._transport, self._transport_why):
+            log.info("%s: transport %s (%s)", self._name, transport, why)
+        self._transport, self._transport_why = transport, why
+        if transport == "picows":
             from .connection._picows import picows_connect
 
             return await picows_connect(
@@ -714,6 +742,7 @@ class Multiplexer:
             last_message_at=self._status.last_message_at,
             last_disconnect=self._status.last_disconnect,
             name=self._name,
+            transport=self._transport_name(),
         )
 
 

@@ -31,7 +31,7 @@ class Options:
     id_key: str
     subscribe_chunk: int
     reconnect_args: tuple[Any, ...]
-    transport: str = "websockets"
+    transport: str = "auto"
 
 
 class MultiplexerStats(NamedTuple):
@@ -59,6 +59,9 @@ class MultiplexerStats(NamedTuple):
         last_message_at: Wall-clock time of the last frame, or None.
         last_disconnect: Why the last connection was lost, or None.
         name: The multiplexer's name (the ``name`` option).
+        transport: The transport of the live connection (``"websockets"``
+            or ``"picows"``; what ``transport="auto"`` chose), else of the
+            last one, else the option as given.
     """
 
     state: str
@@ -80,3 +83,4 @@ class MultiplexerStats(NamedTuple):
     last_message_at: float | None
     last_disconnect: str | None
     name: str = ""
+    transport: str = ""

@@ -212,6 +212,11 @@ class PicowsConnection:
             if not waiter.done():
                 waiter.set_result(None)
 
+    @property
+    def messages_read(self) -> int:
+        """Data messages returned by ``recv``/``recv_nowait`` so far."""
+        return self._arrived - len(self._buf)
+
     # -- the Connection protocol -----------------------------------------------
 
     async def recv(self) -> bytes:

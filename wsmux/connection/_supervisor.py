@@ -205,7 +205,11 @@ class Supervisor:
                 try:
                     conn.recv = CountingRecv(link, conn.recv)
                 except AttributeError:
+                    # A connection that counts its reads itself (picows).
+                    read = getattr(conn, "messages_read", None)
                     await self.hooks.on_connect(conn)
+                    if read is not None:
+                        link.consumed_early += conn.messages_read - read
                 else:
                     try:
                         await self.hooks.on_connect(conn)

@@ -1,0 +1,64 @@
+"""``transport="auto"``: picows when it can serve the connection, websockets otherwise.
+
+The choice is made when a connection is opened, since only then is the
+running backend known. picows is chosen when it is importable, the loop is
+asyncio (uvloop included), no proxy applies to the URL (websockets honours
+the environment's proxy settings; picows does not read them) and every
+``connect_options`` key means the same to both transports. Anything else
+falls back to websockets, which serves every case: auto never fails where
+``transport="websockets"`` would work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from .._backend import current_backend
+
+__all__ = ["PORTABLE_OPTIONS", "choose_transport"]
+
+#: ``connect_options`` keys both transports take with one meaning.
+PORTABLE_OPTIONS: Final = frozenset({"additional_headers"})
+
+
+def choose_transport(
+    requested: str, url: str | None, connect_options: Mapping[str, Any]
+) -> tuple[str, str]:
+    """Resolve the ``transport`` option for a connection about to open.
+
+    Args:
+        requested: ``"auto"``, ``"websockets"`` or ``"picows"``.
+        url: The URL to connect to.
+        connect_options: The multiplexer's ``connect_options``.
+
+    Returns:
+        ``(transport, why)``: ``"websockets"`` or ``"picows"``, and a few
+        words on why (for the log).
+    """
+    if requested != "auto":
+        return requested, "as configured"
+    from ._picows import picows
+
+    if picows is None:
+        return "websockets", "auto: picows is not installed (pip install 'wsmux[fast]')"
+    backend = current_backend()
+    if backend != "asyncio":
+        return "websockets", f"auto: picows runs on asyncio only, this is {backend}"
+    other = sorted(set(connect_options) - PORTABLE_OPTIONS)
+    if other:
+        return "websockets", f"auto: connect_options {', '.join(other)} are websockets' own"
+    if url is not None and _proxied(url):
+        return "websockets", "auto: a proxy from the environment applies to this URL"
+    return "picows", "auto: picows is installed and the loop is asyncio"
+
+
+def _proxied(url: str) -> bool:
+    """Whether websockets would connect through a proxy from the environment."""
+    try:
+        from websockets.proxy import get_proxy
+        from websockets.uri import parse_uri
+
+        return get_proxy(parse_uri(url)) is not None
+    except Exception:
+        return False  # an invalid URL: either transport reports it

@@ -1,0 +1,87 @@
+"""How consumers wait on a :class:`~wsmux.fanout._stream.Stream`, and its batch iterator.
+
+A single asyncio reader waits on a bare future (the publisher's path stays
+one ``set_result``); several readers of one stream wait in a
+:class:`Readers` group, each on its own future; under trio a reader waits on
+an ``anyio.Event``. :func:`set_waiter` wakes any of the three.
+"""
+
+from __future__ import annotations
+
+import collections
+from asyncio import Future
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._exceptions import StreamClosed
+
+if TYPE_CHECKING:
+    from ._stream import Stream
+
+__all__ = ["Batches", "Readers", "set_waiter"]
+
+
+def set_waiter(event: Any) -> None:
+    """Wake every consumer waiting on a future, an anyio.Event or Readers."""
+    if event.__class__ is Future:
+        if not event.done():  # done: the wait was cancelled
+            event.set_result(None)
+    elif event.__class__ is Readers:
+        event.set_all()
+    else:
+        event.set()
+
+
+class Readers:
+    """Several asyncio readers waiting on one stream, each on its own future.
+
+    A reader's cancellation cancels its own future only, so the others keep
+    waiting (on one shared future it would cancel them all). ``set`` wakes
+    one reader per message; while readers remain, the group puts itself back
+    as the stream's waiter. A single reader waits on a bare future, so the
+    publisher's path is unchanged when there is one reader.
+    """
+
+    __slots__ = ("_stream", "futures")
+
+    def __init__(self, stream: Stream, futures: list[Future[None]]) -> None:
+        self._stream = stream
+        self.futures = collections.deque(futures)
+
+    def set(self) -> None:
+        """Wake the reader that has waited longest (called by ``_put``)."""
+        futures = self.futures
+        while futures:
+            fut = futures.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                break
+        if futures and self._stream._event is None:
+            self._stream._event = self
+
+    def set_all(self) -> None:
+        """Wake every reader (the stream ended or closed)."""
+        futures, self.futures = self.futures, collections.deque()
+        for fut in futures:
+            if not fut.done():
+                fut.set_result(None)
+
+
+class Batches:
+    """The iterator of :meth:`Stream.batches`."""
+
+    __slots__ = ("_limit", "_stream")
+
+    def __init__(self, stream: Stream, limit: int | None) -> None:
+        self._stream = stream
+        self._limit = limit
+
+    def __aiter__(self) -> Batches:
+        return self
+
+    async def __anext__(self) -> list[Any]:
+        try:
+            return await self._stream.receive_batch(self._limit)
+        except (anyio.EndOfStream, StreamClosed):
+            raise StopAsyncIteration from None
