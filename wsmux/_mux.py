@@ -288,7 +288,9 @@ class Multiplexer:
             raise FatalConnectError("no url: pass one to Multiplexer() or override _create_ws")
         parse_uri(self.url)  # InvalidURI, fatal, for either transport
         opts = self._options
-        transport, why = choose_transport(opts.transport, self.url, opts.connect_options)
+        transport, why = choose_transport(
+            opts.transport, self.url, opts.connect_options, opts.ping_interval, opts.ping_timeout
+        )
         if (transport, why) != (self._transport, self._transport_why):
             log.info("%s: transport %s (%s)", self._name, transport, why)
         self._transport, self._transport_why = transport, why

@@ -3,8 +3,10 @@
 The choice is made when a connection is opened, since only then is the
 running backend known. picows is chosen when it is importable, the loop is
 asyncio (uvloop included), no proxy applies to the URL (websockets honours
-the environment's proxy settings; picows does not read them) and every
-``connect_options`` key means the same to both transports. Anything else
+the environment's proxy settings; picows does not read them), every
+``connect_options`` key means the same to both transports, and the
+keepalive can be kept as asked (picows waits for a pong at most one
+``ping_interval``). Anything else
 falls back to websockets, which serves every case: auto never fails where
 ``transport="websockets"`` would work.
 """
@@ -23,7 +25,11 @@ PORTABLE_OPTIONS: Final = frozenset({"additional_headers"})
 
 
 def choose_transport(
-    requested: str, url: str | None, connect_options: Mapping[str, Any]
+    requested: str,
+    url: str | None,
+    connect_options: Mapping[str, Any],
+    ping_interval: float | None = None,
+    ping_timeout: float | None = None,
 ) -> tuple[str, str]:
     """Resolve the ``transport`` option for a connection about to open.
 
@@ -31,6 +37,9 @@ def choose_transport(
         requested: ``"auto"``, ``"websockets"`` or ``"picows"``.
         url: The URL to connect to.
         connect_options: The multiplexer's ``connect_options``.
+        ping_interval: The keepalive interval.
+        ping_timeout: How long a keepalive ping may wait for its pong
+            (picows cannot wait longer than its interval).
 
     Returns:
         ``(transport, why)``: ``"websockets"`` or ``"picows"``, and a few
@@ -48,6 +57,8 @@ def choose_transport(
     other = sorted(set(connect_options) - PORTABLE_OPTIONS)
     if other:
         return "websockets", f"auto: connect_options {', '.join(other)} are websockets' own"
+    if ping_interval is not None and ping_timeout is not None and ping_timeout > ping_interval:
+        return "websockets", "auto: picows cannot wait for a pong longer than ping_interval"
     if url is not None and _proxied(url):
         return "websockets", "auto: a proxy from the environment applies to this URL"
     return "picows", "auto: picows is installed and the loop is asyncio"

@@ -95,6 +95,7 @@ class PicowsConnection:
         "_fences",
         "_fragments",
         "_fragments_size",
+        "_limit",
         "_loop",
         "_max_size",
         "_paused",
@@ -108,6 +109,7 @@ class PicowsConnection:
         self._fragments: list[bytes] = []
         self._fragments_size = 0
         self._max_size = max_size
+        self._limit = max_size if max_size is not None else sys.maxsize
         self._close_timeout = close_timeout
         self._closed = False
         self._paused = False
@@ -136,6 +138,9 @@ class PicowsConnection:
             if kind is _PONG and self._fences:
                 self._pong(frame.get_payload_as_bytes())
             return  # pings are answered by picows
+        if frame.payload_size > self._limit:
+            self._too_big(transport)  # picows hands the frame over all the same
+            return
         self._arrived += 1
         buf = self._buf
         buf.append(frame.get_payload_as_bytes())
@@ -155,13 +160,9 @@ class PicowsConnection:
             self._fragments = []
             self._fragments_size = 0
         self._fragments_size += frame.payload_size
-        if self._max_size is not None and self._fragments_size > self._max_size:
+        if self._fragments_size > self._limit:
             self._fragments = []
-            transport.send_close(
-                _close_code(_MESSAGE_TOO_BIG),
-                f"message exceeds {self._max_size} bytes".encode(),
-            )
-            transport.disconnect()
+            self._too_big(transport)
             return
         self._fragments.append(frame.get_payload_as_bytes())
         if frame.fin:
@@ -171,6 +172,15 @@ class PicowsConnection:
             self._arrived += 1
             self._buf.append(b"".join(parts))
             self._wake()
+
+    def _too_big(self, transport: Any) -> None:
+        """Close with 1009, as websockets does for a message over ``max_size``."""
+        if not transport.is_close_frame_sent:
+            transport.send_close(
+                _close_code(_MESSAGE_TOO_BIG),
+                f"message exceeds {self._max_size} bytes".encode(),
+            )
+        transport.disconnect()
 
     def _pong(self, data: bytes) -> None:
         fence = self._fences.get(data)

@@ -36,7 +36,7 @@ from ._fence import fence_of
 from ._link import CountingRecv, Link, Role, describe_close
 from ._rotation import Rotation
 from ._status import Hooks, Sink, State, Status
-from ._transport import classify
+from ._transport import classify, recv_nowait_of
 
 __all__ = ["Supervisor"]
 
@@ -306,15 +306,17 @@ class Supervisor:
         recv = conn.recv
         parse: Callable[[Any], Any] = orjson.loads
         async_parse = hooks.async_parse
+        # A connection may offer recv_nowait(): a buffered message or None,
+        # so that a burst is drained without a coroutine per message. It
+        # gives bytes: only for the default parse (orjson takes bytes).
+        recv_nowait = getattr(conn, "recv_nowait", None)
         if hooks.parse is not None:
             parse = hooks.parse
         elif async_parse is None and _speaks_websockets(conn):
             recv = functools.partial(conn.recv, decode=False)
+            recv_nowait = recv_nowait_of(conn)
         publish = sink.publish
         live = Role.LIVE
-        # A connection may offer recv_nowait(): a buffered frame or None, so
-        # that a burst is drained without a coroutine per message.
-        recv_nowait = getattr(conn, "recv_nowait", None)
         wall = _wall
         try:
             with link.reader_scope:
