@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 from asyncio import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
@@ -19,7 +19,35 @@ from .._exceptions import StreamClosed
 if TYPE_CHECKING:
     from ._stream import Stream
 
-__all__ = ["Batches", "Readers", "set_waiter"]
+__all__ = ["REARM", "Batches", "Readers", "set_waiter"]
+
+
+class _ProbeLoop:
+    def get_debug(self) -> bool:
+        return False
+
+
+def _rearm_works() -> bool:
+    """Whether ``Future.__init__`` makes a done future pending again.
+
+    CPython's C future resets its whole state in ``__init__``; the pure
+    Python one does not. A stream re-arms the future of its last wait
+    instead of creating one per wait only where this holds: with 10,000
+    waiting consumers, new futures would be promoted by the collector while
+    they wait, and fill the oldest generation (a full collection every few
+    thousand messages).
+    """
+    try:
+        fut: Any = Future(loop=_ProbeLoop())  # type: ignore[arg-type]
+        fut.set_result(None)
+        fut.__init__(loop=_ProbeLoop())
+        return not fut.done()
+    except Exception:
+        return False
+
+
+#: True when a stream may re-arm the future of its last wait.
+REARM: Final = _rearm_works()
 
 
 def set_waiter(event: Any) -> None:

@@ -23,7 +23,7 @@ import anyio.lowlevel
 
 from .._backend import current_backend
 from .._exceptions import ConnectionGap, StreamClosed, StreamLagged
-from ._readers import Batches, Readers, set_waiter
+from ._readers import REARM, Batches, Readers, set_waiter
 
 __all__ = ["CHECKPOINT_EVERY", "GAP", "Overflow", "Stream", "StreamStatistics"]
 
@@ -118,6 +118,7 @@ class Stream:
         "_policy",
         "_reads",
         "_space",
+        "_spare",
         "_stamp",
         "_state",
         "_step",
@@ -153,6 +154,9 @@ class Stream:
         self._event: Any = None  # an asyncio future or an anyio.Event
         self._loop: Any = None  # the consumer's asyncio loop, False under trio
         self._space: anyio.Event | None = None
+        # The future of the last wait, once awaited to the end: re-armed for
+        # the next wait when the C future allows it (see _readers.REARM).
+        self._spare: asyncio.Future[None] | None = None
         self._state: _State = _OPEN
         self._error: BaseException | None = None
         self._lost = 0
@@ -414,7 +418,12 @@ class Stream:
                 event = self._event = anyio.Event()
             await event.wait()
             return
-        fut = loop.create_future()
+        fut = self._spare
+        if fut is not None:
+            self._spare = None
+            fut.__init__(loop=loop)  # type: ignore[misc]
+        else:
+            fut = loop.create_future()
         event = self._event
         if event is None or (event.__class__ is _Future and event.done()):
             self._event = fut
@@ -427,6 +436,8 @@ class Stream:
         except BaseException:
             self._forget(fut)
             raise
+        if REARM and fut.__class__ is _Future:
+            self._spare = fut  # awaited to the end: no one else holds it
 
     def _forget(self, fut: asyncio.Future[None]) -> None:
         """Drop a leaving reader's future; pass on a wake-up it received."""
@@ -469,7 +480,25 @@ class Stream:
                 break
             if self._state is not _OPEN or self._lost or self._gap_pending:
                 break
-            await self._wait()
+            loop = self._loop
+            fut = self._spare
+            if fut is not None and self._event is None:
+                # The one asyncio reader, as in _wait, inlined: a coroutine
+                # and a frame less per wake-up, and the stream's own future
+                # re-armed rather than a new one that the collector would
+                # promote while it waits.
+                self._reads = 0
+                self._spare = None
+                fut.__init__(loop=loop)  # type: ignore[misc]
+                self._event = fut
+                try:
+                    await fut
+                except BaseException:
+                    self._forget(fut)
+                    raise
+                self._spare = fut
+            else:
+                await self._wait()
         try:
             return self.receive_nowait()
         except (anyio.EndOfStream, StreamClosed):
