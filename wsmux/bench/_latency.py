@@ -8,6 +8,7 @@ warm-up; the result gives the median and the tail (p90, p99, p99.9) of each.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from typing import Any
@@ -109,6 +110,7 @@ def run_latency(
     async def main() -> None:
         for _ in range(rounds):
             for name, fn in readers.items():
+                gc.collect()  # no reader pays for the garbage of the one before
                 got, used[name] = await fn(url)
                 samples[name].extend(got[len(got) // 4 :])
 

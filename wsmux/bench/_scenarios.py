@@ -127,8 +127,11 @@ async def _websockets_loop(url: str, n: int, *, tuned: bool) -> Outcome:
 # -- wsmux ----------------------------------------------------------------------
 
 
-async def _drain(stream: Stream, expected: int, lost: list[int]) -> int:
-    """Read ``expected`` messages one at a time; count any lost to lag."""
+async def _drain(stream: Stream, expected: int, lost: list[int], counts: list[int]) -> None:
+    """Read ``expected`` messages one at a time; count any lost to lag.
+
+    The consumer task itself (one frame, as a user's loop would be).
+    """
     count = 0
     while count < expected:
         try:
@@ -141,10 +144,10 @@ async def _drain(stream: Stream, expected: int, lost: list[int]) -> int:
         except StreamLagged as exc:
             lost[0] += exc.count
             count += exc.count
-    return count
+    counts.append(count)
 
 
-async def _drain_batches(stream: Stream, expected: int, lost: list[int]) -> int:
+async def _drain_batches(stream: Stream, expected: int, lost: list[int], counts: list[int]) -> None:
     """Read ``expected`` messages a batch at a time; count any lost to lag."""
     count = 0
     while count < expected:
@@ -158,7 +161,7 @@ async def _drain_batches(stream: Stream, expected: int, lost: list[int]) -> int:
         except StreamLagged as exc:
             lost[0] += exc.count
             count += exc.count
-    return count
+    counts.append(count)
 
 
 async def _streams(
@@ -169,6 +172,7 @@ async def _streams(
     symbols: bool = False,
     batches: bool = False,
     transport: str = "websockets",
+    freeze: bool = False,
 ) -> Outcome:
     """Streams read by one task each: catch-all (every message to each) or by symbol."""
     mux = Multiplexer(url, transport=transport)  # type: ignore[arg-type]
@@ -181,18 +185,18 @@ async def _streams(
     counts: list[int] = []
     drain = _drain_batches if batches else _drain
 
-    async def consume(stream: Stream, expected: int) -> None:
-        counts.append(await drain(stream, expected, lost))
-
     async with mux:
         async with anyio.create_task_group() as tg:
             for stream, expected in plan:
-                tg.start_soon(consume, stream, expected)
+                tg.start_soon(drain, stream, expected, lost, counts)
             await anyio.sleep(0.05)  # let every consumer reach its first wait
             gc.collect()  # the set-up's garbage is not the feed's
+            if freeze:
+                gc.freeze()  # what docs/performance.md suggests for many streams
             start = time.perf_counter()
             await mux.send("go")
         elapsed = time.perf_counter() - start
+        gc.unfreeze()
         stats = mux.stats()
     delivered = sum(counts) - lost[0] - stats.drops
     if not symbols:
@@ -245,6 +249,13 @@ SCENARIOS: list[Scenario] = [
         "cb",
         "(c) 10,000 symbol streams, batches",
         _p(_streams, count=10_000, symbols=True, batches=True),
+        10_000,
+        10_000,
+    ),
+    Scenario(
+        "cg",
+        "(c) 10,000 symbol streams, gc.freeze()",
+        _p(_streams, count=10_000, symbols=True, freeze=True),
         10_000,
         10_000,
     ),

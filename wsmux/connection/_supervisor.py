@@ -321,36 +321,37 @@ class Supervisor:
         try:
             with link.reader_scope:
                 while True:
-                    raw = recv_nowait() if recv_nowait is not None else None
-                    if raw is None:
-                        raw = await recv()
+                    raw = await recv()
+                    # Once per burst: every frame drained below was in by now.
                     status.last_message_at = wall()
-                    link.received += 1
-                    link.nbytes += len(raw)
-                    try:
-                        msg = await async_parse(raw) if async_parse else parse(raw)
-                    except Exception as exc:
-                        counters["parse_errors"] += 1
-                        self._parse_log("cannot parse frame %s: %r", sample(raw), exc)
-                        msg = None
-                    if link.role is live and msg.__class__ is not Messages:
-                        if msg is not None and publish(msg):
-                            await sink.relieve()
-                        continue
-                    if msg.__class__ is Messages:
-                        # Each element is a message of its own; the role is
-                        # checked for each, since relieve() may let it change.
-                        for one in msg:
-                            if (
-                                one is not None
-                                and (link.role is live or self._route(link, one, raw))
-                                and publish(one)
-                            ):
+                    while raw is not None:
+                        link.received += 1
+                        link.nbytes += len(raw)
+                        try:
+                            msg = await async_parse(raw) if async_parse else parse(raw)
+                        except Exception as exc:
+                            counters["parse_errors"] += 1
+                            self._parse_log("cannot parse frame %s: %r", sample(raw), exc)
+                            msg = None
+                        if link.role is live and msg.__class__ is not Messages:
+                            if msg is not None and publish(msg):
                                 await sink.relieve()
-                    elif msg is not None and self._route(link, msg, raw) and publish(msg):
-                        await sink.relieve()
-                    if link.mark is not None and link.received >= link.mark:
-                        link.reached.set()
+                        else:
+                            if msg.__class__ is Messages:
+                                # Each element is a message of its own; the role
+                                # is checked for each, since relieve() may change it.
+                                for one in msg:
+                                    if (
+                                        one is not None
+                                        and (link.role is live or self._route(link, one, raw))
+                                        and publish(one)
+                                    ):
+                                        await sink.relieve()
+                            elif msg is not None and self._route(link, msg, raw) and publish(msg):
+                                await sink.relieve()
+                            if link.mark is not None and link.received >= link.mark:
+                                link.reached.set()
+                        raw = recv_nowait() if recv_nowait is not None else None
         except Exception as exc:
             link.error = exc
         finally:
