@@ -378,7 +378,21 @@ class Stream:
         if self._reads >= CHECKPOINT_EVERY:
             await self._checkpoint()
         while not self._buf and self._state is _OPEN and not self._lost and not self._gap_pending:
-            await self._wait()
+            fut = self._spare
+            if fut is not None and self._event is None:
+                # As in __anext__: the one asyncio reader waits right here.
+                self._reads = 0
+                self._spare = None
+                fut.__init__(loop=self._loop)  # type: ignore[misc]
+                self._event = fut
+                try:
+                    await fut
+                except BaseException:
+                    self._forget(fut)
+                    raise
+                self._spare = fut
+            else:
+                await self._wait()
         batch = self.receive_batch_nowait(limit)
         self._reads += len(batch)
         return batch
