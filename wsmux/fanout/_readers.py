@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import collections
 from asyncio import Future
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Final
-
-import anyio
-
-from .._exceptions import StreamClosed
 
 if TYPE_CHECKING:
     from ._stream import Stream
@@ -108,8 +105,6 @@ class Batches:
     def __aiter__(self) -> Batches:
         return self
 
-    async def __anext__(self) -> list[Any]:
-        try:
-            return await self._stream.receive_batch(self._limit)
-        except (anyio.EndOfStream, StreamClosed):
-            raise StopAsyncIteration from None
+    def __anext__(self) -> Coroutine[Any, Any, list[Any]]:
+        # The stream's own coroutine, not one wrapping it: a frame less per batch.
+        return self._stream._batch(self._limit, True)

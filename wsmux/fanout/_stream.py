@@ -375,6 +375,10 @@ class Stream:
             StreamClosed: The stream was closed.
             Exception: The error the multiplexer died of, once drained.
         """
+        return await self._batch(limit, False)
+
+    async def _batch(self, limit: int | None, stop: bool) -> list[Any]:
+        """``receive_batch``; with ``stop``, the end raises StopAsyncIteration."""
         if self._reads >= CHECKPOINT_EVERY:
             await self._checkpoint()
         while not self._buf and self._state is _OPEN and not self._lost and not self._gap_pending:
@@ -393,7 +397,12 @@ class Stream:
                 self._spare = fut
             else:
                 await self._wait()
-        batch = self.receive_batch_nowait(limit)
+        try:
+            batch = self.receive_batch_nowait(limit)
+        except (anyio.EndOfStream, StreamClosed):
+            if stop:
+                raise StopAsyncIteration from None
+            raise
         self._reads += len(batch)
         return batch
 
