@@ -76,7 +76,7 @@ async def main(args: argparse.Namespace) -> None:
             srv = stack.enter_context(FeedServer())
             url = srv.url
             tasks.append(asyncio.ensure_future(exchange(srv)))
-        feed = MiniTickers(url)
+        feed = MiniTickers(url, max_age=23.5 * 3600)  # Binance cuts connections at 24 h
         async with feed:
             consumers = asyncio.gather(majors(feed), count_all(feed, counts), *tasks)
             with contextlib.suppress(TimeoutError):

@@ -172,7 +172,7 @@ def test_fanout_imports_nothing_from_connection(graph: Graph) -> None:
 
 
 def test_nothing_in_the_core_imports_the_tools(graph: Graph) -> None:
-    tools = ("wsmux.cli", "wsmux.bench", "wsmux.testing")
+    tools = ("wsmux.cli", "wsmux.bench", "wsmux.testing", "wsmux.metrics")
     bad = [
         f"{src} -> {dst}"
         for src, dst in edges(graph)
@@ -181,6 +181,26 @@ def test_nothing_in_the_core_imports_the_tools(graph: Graph) -> None:
         and not (src == "wsmux.__main__" and under(dst, "wsmux.cli", "wsmux.bench"))
     ]
     assert not bad, "core modules import the tools:\n  " + "\n  ".join(bad)
+
+
+def test_the_pool_sits_above_connection_and_fanout(graph: Graph) -> None:
+    """wsmux.pool composes Multiplexers; nothing below it (the connection and
+    fan-out layers, the Multiplexer front) imports it, and it imports no tool."""
+    assert "wsmux.pool._pool" in graph and "wsmux._mux" in graph["wsmux.pool._members"]
+    below = (
+        "wsmux.connection",
+        "wsmux.fanout",
+        "wsmux._mux",
+        "wsmux._lifecycle",
+        "wsmux._outbound",
+    )
+    bad = [
+        f"{src} -> {dst}"
+        for src, dst in edges(graph)
+        if (under(src, *below) and under(dst, "wsmux.pool"))
+        or (under(src, "wsmux.pool") and under(dst, "wsmux.threads", "wsmux.nats"))
+    ]
+    assert not bad, "layer violations around the pool:\n  " + "\n  ".join(bad)
 
 
 # -- the checker itself, on a package made for it --------------------------------------

@@ -10,11 +10,14 @@ Public names live here; the subpackages behind them are private, one per layer
 * the top modules: the ``Multiplexer`` front object (``_mux``), which holds a
   lifecycle (``_lifecycle``), outbound traffic (``_outbound``) and the status
   the supervisor reports to; options, exceptions, logging;
+* :mod:`wsmux.pool`: several supervised connections into one hub
+  (sharding topics, shared limits, redundant copies merged by id);
 * :mod:`wsmux.threads`: a multiplexer on its own loop thread.
 
 :mod:`wsmux.testing` holds a local feed server, :mod:`wsmux.compat` the
-AsyncWebsocketStreamInterface API; ``wsmux.cli`` and ``wsmux.bench`` are
-tools that nothing in the core imports.
+AsyncWebsocketStreamInterface API; ``wsmux.cli``, ``wsmux.bench`` and
+``wsmux.metrics`` (Prometheus, the ``metrics`` extra) are tools that nothing
+in the core imports.
 """
 
 from ._exceptions import (
@@ -30,6 +33,7 @@ from ._exceptions import (
     WsmuxError,
 )
 from ._mux import Multiplexer, MultiplexerStats, State
+from ._record import Recorder
 from .book import (
     BinanceFuturesRule,
     BinanceSpotRule,
@@ -43,8 +47,10 @@ from .book import (
 from .connection._backoff import Backoff
 from .connection._transport import Connection
 from .fanout._hub import Hub
+from .fanout._latency import LatencyHistogram, LatencyStats
 from .fanout._messages import Messages
 from .fanout._stream import Overflow, Stream, StreamStatistics
+from .pool import ConnectBudget, Pool, PoolConnection
 from .threads._mux_thread import MuxThread, ThreadStream, run_in_thread
 
 __all__ = [
@@ -53,12 +59,15 @@ __all__ = [
     "BinanceSpotRule",
     "BookStatistics",
     "BookSync",
+    "ConnectBudget",
     "ConnectError",
     "Connection",
     "ConnectionGap",
     "ContiguousRule",
     "FatalConnectError",
     "Hub",
+    "LatencyHistogram",
+    "LatencyStats",
     "Messages",
     "Multiplexer",
     "MultiplexerClosed",
@@ -68,6 +77,9 @@ __all__ = [
     "OrderBook",
     "OutOfSync",
     "Overflow",
+    "Pool",
+    "PoolConnection",
+    "Recorder",
     "RequestTimeout",
     "RetriesExhausted",
     "State",

@@ -1,4 +1,4 @@
-"""The ``wsmux`` command line: ``tap``, ``demo`` and ``bench``."""
+"""The ``wsmux`` command line: ``tap``, ``demo``, ``record``, ``replay`` and ``bench``."""
 
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ adapters override; the supervisor sees them only as :class:`Hooks`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+import math
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any, Literal
 
 import anyio
@@ -21,22 +22,26 @@ from ._lifecycle import IN_OWN_TASK, Lifecycle
 from ._log import default_name, log
 from ._options import MultiplexerStats, Options
 from ._outbound import Outbound
+from ._record import Recorder
 from .connection._auto import choose_transport
 from .connection._backoff import Backoff
+from .connection._proxy import check_proxy, resolve_proxy
 from .connection._ratelimit import RateLimiter
-from .connection._status import ENDED, LIVE, Hooks, State, Status
+from .connection._status import ENDED, LIVE, Gate, Hooks, Sink, State, Status
 from .connection._supervisor import Supervisor
 from .connection._transport import Connection, ScrubbingLogger, default_connect
 from .fanout import (
     Filters,
     Handler,
     Hub,
+    Key,
     Overflow,
     Stream,
     compile_filters,
     is_async_callable,
 )
 from .fanout._handlers import decorator
+from .fanout._latency import EventTime, LatencyHistogram, event_seconds
 
 __all__ = ["Multiplexer", "MultiplexerStats", "State"]
 
@@ -82,6 +87,14 @@ class Multiplexer:
             starting fails with FatalConnectError) pin one.
         connect_options: Extra keyword arguments for websockets' ``connect``
             (for picows' ``ws_connect`` when picows is used).
+        proxy: The proxy to connect through: ``True`` (default) takes it from
+            the environment as websockets does (``wss_proxy``/``https_proxy``,
+            ``ws_proxy``/``http_proxy``, ``all_proxy``, minus ``no_proxy``),
+            None (or False) connects directly, a URL such as
+            ``"http://user:pass@proxy:3128"`` (HTTP CONNECT) or
+            ``"socks5h://proxy:1080"`` (SOCKS, ``pip install 'wsmux[socks]'``)
+            uses that proxy. Both transports honour it; its credentials never
+            appear in logs, reprs or errors.
         max_size: Largest inbound message in bytes; a larger one closes the
             connection (counted, then reconnected). None for no limit.
         ping_interval: Seconds between keepalive pings.
@@ -112,6 +125,11 @@ class Multiplexer:
         rotation_interval: The least time between two planned rotations:
             one requested sooner waits, and the wait grows while requests
             keep coming early (logged at WARNING once).
+        max_age: Rotate a connection once it has been open this many
+            seconds: the same planned, gap-free rotation as
+            ``_when2create_new_ws`` asks for, whichever comes first. Set it
+            below an exchange's own cut-off (Binance closes connections at
+            24 h: ``max_age=23.5 * 3600``). None (default): no age limit.
         backoff: The reconnection delays; default
             ``Backoff(backoff_base, backoff_cap)``.
         send_timeout: How long ``send`` waits for an open connection.
@@ -126,10 +144,25 @@ class Multiplexer:
         reconnect_args: Extra arguments for ``reconnect_fn``.
         drain_timeout: On exit, how long async handlers may take to finish
             what is buffered for them.
+        event_time: Measure latency: the field that carries each message's
+            exchange time in epoch milliseconds (Binance's ``"E"``), or a
+            function returning epoch seconds (or None for a message without
+            one). Gives the exchange-to-receipt histogram of
+            ``stats().latency``, and makes every stream measure its
+            receipt-to-consumer latency (``statistics().latency``). None
+            (default): nothing is measured, at no cost.
+        recorder: A :class:`wsmux.Recorder` that writes every raw frame with
+            its receive time and connection id, and the connections,
+            rotations and gaps (see ``wsmux record``); None (default) costs
+            nothing.
 
     Raises:
-        ValueError: An option is out of range, or ``transport`` is unknown.
-        ImportError: ``transport="picows"`` and picows is not installed.
+        TypeError: ``event_time`` is neither a field name nor callable.
+        ValueError: An option is out of range, ``transport`` is unknown, or
+            ``proxy`` is not a valid proxy URL.
+        TypeError: ``url``, ``name``, ``max_age`` or ``proxy`` has the wrong type.
+        ImportError: ``transport="picows"`` and picows is not installed, or a
+            SOCKS proxy and python-socks is not installed.
     """
 
     def __init__(
@@ -140,6 +173,7 @@ class Multiplexer:
         # connection
         transport: Literal["auto", "websockets", "picows"] = "auto",
         connect_options: dict[str, Any] | None = None,
+        proxy: str | bool | None = True,
         max_size: int | None = 2**20,
         ping_interval: float | None = 5.0,
         ping_timeout: float | None = 5.0,
@@ -154,6 +188,7 @@ class Multiplexer:
         retry_after_cap: float = 300.0,
         rotation_drain: float = 5.0,
         rotation_interval: float = 1.0,
+        max_age: float | None = None,
         backoff: Backoff | None = None,
         # sending
         send_timeout: float = 10.0,
@@ -166,6 +201,10 @@ class Multiplexer:
         reconnect_fn: Callable[..., Any] | None = None,
         reconnect_args: Iterable[Any] = (),
         drain_timeout: float = 5.0,
+        # measuring
+        event_time: EventTime | None = None,
+        # recording
+        recorder: Recorder | None = None,
     ) -> None:
         if url is not None and not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
@@ -190,6 +229,11 @@ class Multiplexer:
             raise ValueError(f"rotation_drain must be > 0, not {rotation_drain!r}")
         if not rotation_interval >= 0:
             raise ValueError(f"rotation_interval must be >= 0, not {rotation_interval!r}")
+        if max_age is not None:
+            if isinstance(max_age, bool) or not isinstance(max_age, int | float):
+                raise TypeError(f"max_age must be a number of seconds or None, not {max_age!r}")
+            if not 0 < max_age < math.inf:
+                raise ValueError(f"max_age must be > 0 and finite, or None, not {max_age!r}")
         if not (backoff_base > 0 and backoff_cap >= backoff_base):
             raise ValueError("backoff_base must be > 0 and backoff_cap >= backoff_base")
         if transport == "picows":
@@ -200,6 +244,7 @@ class Multiplexer:
             raise ValueError(
                 f"transport must be 'auto', 'websockets' or 'picows', not {transport!r}"
             )
+        check_proxy(proxy)
         self.url = url
         self._name = name if name is not None else default_name(url, self)
         self._redacted = self._name  # the label of logs and errors (kept for subclasses)
@@ -224,17 +269,29 @@ class Multiplexer:
             subscribe_chunk=subscribe_chunk,
             reconnect_args=tuple(reconnect_args),
             transport=transport,
+            max_age=None if max_age is None else float(max_age),
+            event_time=None if event_time is None else event_seconds(event_time),
+            proxy=None if proxy is False else proxy,
         )
         # What the last connect chose ("" until then, for auto), and why.
         self._transport: str = "" if transport == "auto" else transport
         self._transport_why = ""
+        self._recorder = recorder
         self._backoff = backoff
         self._hub = Hub(drain_timeout=drain_timeout)
+        self._sink: Sink = self._hub  # where the supervisor publishes (see _join)
+        self._gate: Gate | None = None
         self._status = Status(
             self._name,
             on_disconnect=lambda: self._life.call_back("disconnect_fn"),
             on_reconnect=lambda: self._life.call_back("reconnect_fn", self._options.reconnect_args),
         )
+        # Streams that measure latency read when the frame of the message
+        # being published arrived: the time the reader already took.
+        self._hub.clock = self._status.received_at
+        if event_time is not None:
+            self._status.latency = LatencyHistogram()
+            self._hub.measure_streams = True
         self._life = Lifecycle(
             self._hub,
             self._options,
@@ -304,7 +361,7 @@ class Multiplexer:
                 ping_timeout=opts.ping_timeout,
                 open_timeout=opts.open_timeout,
                 close_timeout=opts.close_timeout,
-                **opts.connect_options,
+                **{"proxy": resolve_proxy(opts.proxy, self.url), **opts.connect_options},
             )
         options: dict[str, Any] = {
             "max_size": opts.max_size,
@@ -315,6 +372,7 @@ class Multiplexer:
             "compression": None,
             "max_queue": 1024,
             "logger": ScrubbingLogger(self.url),
+            "proxy": opts.proxy,
         }
         options.update(opts.connect_options)
         made = default_connect(self.url, options)
@@ -379,6 +437,8 @@ class Multiplexer:
         gaps: Literal["raise", "ignore"] = "ignore",
         topics: Iterable[str] = (),
         name: str | None = None,
+        key: Key | None = None,
+        latency: bool | None = None,
     ) -> Stream:
         """Open a stream of the messages the filter selects.
 
@@ -390,21 +450,39 @@ class Multiplexer:
             maxsize: The most messages buffered for this stream.
             overflow: ``"lag"`` (default: drop the oldest, the next read
                 raises StreamLagged), ``"drop_oldest"``, ``"drop_newest"``
-                (silent, counted) or ``"block"`` (backpressure on everyone).
+                (silent, counted), ``"block"`` (backpressure on everyone)
+                or ``"conflate"`` (the latest message per ``key``: a newer
+                one replaces the buffered one, keys are read in the order
+                they were last updated; replaced ones are counted).
             gaps: ``"raise"`` to get ConnectionGap at an unplanned reconnect.
             topics: Topics this stream needs: subscribed when the first
                 stream needing one opens, unsubscribed when the last closes.
-            name: A label for the stream's repr.
+            name: A label for the stream's repr and for metrics.
+            key: With ``overflow="conflate"`` only: a field name (``"s"``)
+                or a function of the message returning its key. A message
+                without a key is kept as it is and counted
+                (``statistics().unkeyed``).
+            latency: Measure receipt-to-consumer latency (from the frame's
+                arrival to the read) in ``statistics().latency``. None
+                (default): measured when the multiplexer has ``event_time``.
 
         Returns:
             The stream, already receiving.
 
         Raises:
-            TypeError: The filter is malformed.
-            ValueError: An option is out of range.
+            TypeError: The filter is malformed, or ``key`` is neither a
+                field name nor callable.
+            ValueError: An option is out of range, ``"conflate"`` without a
+                ``key``, or a ``key`` with another policy.
         """
         stream = self._hub.open_stream(
-            filters, maxsize=maxsize, overflow=overflow, gaps=gaps, name=name
+            filters,
+            maxsize=maxsize,
+            overflow=overflow,
+            gaps=gaps,
+            name=name,
+            key=key,
+            latency=latency,
         )
         self._out.attach(stream, topics)
         return stream
@@ -434,6 +512,8 @@ class Multiplexer:
             raise TypeError(f"listen() needs a class, not {cls!r}")
         topics = options.pop("topics", ())
         hub = self._hub
+        if options.get("latency") is None:
+            options["latency"] = hub.measure_streams
         stream = _TypedStream(hub, **options)
         stream._kind = cls
         clauses = compile_filters(filters)
@@ -451,6 +531,7 @@ class Multiplexer:
         *,
         maxsize: int = 1024,
         overflow: Overflow = "lag",
+        key: Key | None = None,
     ) -> None:
         """Call ``fn(msg)`` for each message the filter selects.
 
@@ -462,14 +543,15 @@ class Multiplexer:
             filters: As for :meth:`stream_filter`.
             maxsize: Buffer size for an async handler.
             overflow: Overflow policy for an async handler.
+            key: The conflation key of an async handler (``overflow="conflate"``).
 
         Raises:
             TypeError: ``fn`` is not callable or the filter is malformed.
-            ValueError: ``fn`` is already a handler.
+            ValueError: ``fn`` is already a handler, or the options conflict.
         """
         if is_async_callable(fn):
             fn = _OwnTask(fn)
-        self._hub.add_handler(fn, filters, maxsize=maxsize, overflow=overflow)
+        self._hub.add_handler(fn, filters, maxsize=maxsize, overflow=overflow, key=key)
 
     def remove_handler(self, fn: Handler) -> None:
         """Stop calling a handler; safe from inside the handler.
@@ -489,7 +571,7 @@ class Multiplexer:
 
         Args:
             filters: As for :meth:`stream_filter`.
-            **options: ``maxsize`` and ``overflow`` for async handlers.
+            **options: ``maxsize``, ``overflow`` and ``key`` for async handlers.
 
         Returns:
             A decorator that adds the function and returns it unchanged.
@@ -666,8 +748,46 @@ class Multiplexer:
 
     def _new_supervisor(self, tg: Any) -> Supervisor:
         return Supervisor(
-            self._hooks(), self._hub, self._options, self._status, tg, backoff=self._backoff
+            self._hooks(),
+            self._sink,
+            self._options,
+            self._status,
+            tg,
+            backoff=self._backoff,
+            gate=self._gate,
+            recorder=self._recorder,
         )
+
+    def _join(
+        self,
+        sink: Sink,
+        *,
+        gate: Gate | None = None,
+        rate: RateLimiter | None = None,
+        ids: Iterator[int] | None = None,
+        name: str | None = None,
+    ) -> None:
+        """Serve as one connection of a larger source (used by :class:`wsmux.Pool`).
+
+        Messages go to ``sink`` instead of this multiplexer's own hub (whose
+        streams then see none), each connection attempt first asks ``gate``,
+        outbound messages wait for ``rate`` (unless an outbound rate was set
+        here already), request and subscribe ids come from ``ids``, and
+        ``name`` (if given) names it in logs and stats.
+
+        Raises:
+            RuntimeError: The multiplexer was started already.
+        """
+        if self._status.state != State.IDLE:
+            raise RuntimeError(f"{self!r} was started already")
+        self._sink = sink
+        self._gate = gate
+        if self._out.rate is None:
+            self._out.rate = rate
+        if ids is not None:
+            self._out.ids = ids
+        if name is not None:
+            self._name = self._redacted = self._status.label = name
 
     def _live(self) -> tuple[Any, set[str]] | None:
         sup = self._life.sup
@@ -744,6 +864,9 @@ class Multiplexer:
             last_message_at=self._status.last_message_at,
             last_disconnect=self._status.last_disconnect,
             name=self._name,
+            conflated=hub.conflated(),
+            latency=None if self._status.latency is None else self._status.latency.snapshot(),
+            named_streams=hub.named_statistics(),
             transport=self._transport_name(),
         )
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, NamedTuple
+
+from .fanout._latency import LatencyStats
+from .fanout._stream import StreamStatistics
 
 __all__ = ["MultiplexerStats", "Options"]
 
@@ -32,6 +37,11 @@ class Options:
     subscribe_chunk: int
     reconnect_args: tuple[Any, ...]
     transport: str = "auto"
+    max_age: float | None = None
+    #: The message's exchange time in epoch seconds (None: not measured).
+    event_time: Callable[[Any], float | None] | None = None
+    #: True: from the environment; None: none; else the proxy URL (secret-bearing).
+    proxy: str | bool | None = field(default=True, repr=False)
 
 
 class MultiplexerStats(NamedTuple):
@@ -59,6 +69,13 @@ class MultiplexerStats(NamedTuple):
         last_message_at: Wall-clock time of the last frame, or None.
         last_disconnect: Why the last connection was lost, or None.
         name: The multiplexer's name (the ``name`` option).
+        conflated: Messages replaced by a newer one of the same key in
+            ``"conflate"`` streams, over all streams.
+        latency: Exchange-to-receipt latency (the message's ``event_time``
+            to the frame's arrival) when ``event_time`` was given, else None.
+        named_streams: The statistics of each open stream that has a name
+            (async handlers are named after their function); a repeated
+            name gets ``" #2"``, ``" #3"``, ...
         transport: The transport of the live connection (``"websockets"``
             or ``"picows"``; what ``transport="auto"`` chose), else of the
             last one, else the option as given.
@@ -83,4 +100,7 @@ class MultiplexerStats(NamedTuple):
     last_message_at: float | None
     last_disconnect: str | None
     name: str = ""
+    conflated: int = 0
+    latency: LatencyStats | None = None
+    named_streams: Mapping[str, StreamStatistics] = MappingProxyType({})
     transport: str = ""

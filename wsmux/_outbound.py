@@ -10,7 +10,7 @@ background. It keeps the topic set that is replayed on every new connection.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import anyio
@@ -62,7 +62,7 @@ class Outbound:
         self._subscribe_messages, self._unsubscribe_messages = messages
         self._background = background
         self.rate = rate
-        self.ids = itertools.count(1)
+        self.ids: Iterator[int] = itertools.count(1)
         self._explicit: dict[str, None] = {}  # subscribe()d topics, in order
         self._demand: dict[str, int] = {}  # topic -> open streams needing it
         self._lock: anyio.Lock | None = None

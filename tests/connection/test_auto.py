@@ -69,23 +69,10 @@ async def test_auto_falls_back_to_websockets_for_what_picows_cannot_do(
     assert any(why in r.getMessage() for r in caplog.records), why
 
 
-@needs_picows
-@asyncio_only
-async def test_auto_honours_a_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("no_proxy", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("https_proxy", "http://proxy.invalid:3128")
-    got, why = choose_transport("auto", "wss://feed.example.com/ws", {})
-    assert got == "websockets" and "proxy" in why
-    monkeypatch.setenv("no_proxy", "feed.example.com")
-    got, _ = choose_transport("auto", "wss://feed.example.com/ws", {})
-    assert got == "picows"
-    # Only "auto" is resolved; a pinned transport is kept.
+async def test_a_pinned_transport_is_reported_as_such() -> None:
+    # Only "auto" is resolved; a pinned transport is kept whatever the options.
     assert choose_transport("websockets", None, {"x": 1})[0] == "websockets"
     assert choose_transport("picows", None, {"x": 1})[0] == "picows"
-
-
-async def test_a_pinned_transport_is_reported_as_such() -> None:
     with FeedServer() as srv:
         mux = Multiplexer(srv.url, transport="websockets", **FAST)
         assert mux.stats().transport == "websockets"

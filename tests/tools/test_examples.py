@@ -23,6 +23,7 @@ EXPECTED = {
     "typed_messages.py": "vwap",
     "handlers_subscriptions.py": "subscribed to",
     "threaded.py": "done after",
+    "binance_many_symbols.py": "5000 topics on 5 connections",
 }
 
 

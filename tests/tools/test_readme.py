@@ -41,6 +41,8 @@ import pytest
 import wsmux
 import wsmux.bench._run
 import wsmux.cli._demo
+import wsmux.cli._record
+import wsmux.cli._replay
 import wsmux.cli._tap
 from wsmux.__main__ import main
 from wsmux.testing import FeedServer
@@ -186,6 +188,8 @@ def test_command_lines_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wsmux.cli._tap, "_tap", fake("tap"))
     monkeypatch.setattr(wsmux.cli._demo, "_demo", fake("demo"))
     monkeypatch.setattr(wsmux.bench._run, "_main", fake("bench"))
+    monkeypatch.setattr(wsmux.cli._record, "_record", fake("record"))
+    monkeypatch.setattr(wsmux.cli._replay, "_replay", fake("replay"))
     commands = command_lines()
     assert {argv[0] for _, argv in commands} >= {"tap", "demo", "bench"}, commands
     for page, argv in commands:

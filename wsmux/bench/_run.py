@@ -15,7 +15,9 @@ said otherwise (every row names its transport):
 * ``d``: 100 catch-all streams on a tenth of the burst (true broadcast);
 * ``e``: one async handler;
 * ``f``: the transport swap: ``a`` with ``transport="auto"`` (picows when
-  ``wsmux[fast]`` is installed, else websockets; the row says which).
+  ``wsmux[fast]`` is installed, else websockets; the row says which);
+* ``pool`` (only when named): p50/p99 latency of one link, one link with
+  2 ms of jitter, and ``Pool(redundancy=2)`` over both (:mod:`._pool`).
 
 Repetitions are interleaved (baseline, a, b, ... then again) so that drift
 of the machine hits every scenario alike; the median is reported, and the
@@ -41,6 +43,7 @@ from typing import Any
 
 from ._latency import run_latency
 from ._memory import run_memory
+from ._pool import run_pool_latency
 from ._report import BenchResult, check_targets, machine, print_table
 from ._scenarios import SCENARIOS, default_names, run_throughput
 
@@ -131,16 +134,20 @@ def run_bench(
     if quick:
         messages, repeat = 2000, 1
     names = scenarios or default_names()
-    unknown = sorted(set(names) - {s.name for s in SCENARIOS})
+    unknown = sorted(set(names) - {s.name for s in SCENARIOS} - {"pool"})
     if unknown:
         raise ValueError(f"unknown scenario(s): {', '.join(unknown)}")
-    names = ["baseline", *[x for x in names if x != "baseline"]]
+    pool = "pool" in names  # latency of a redundant pair: wsmux.bench._pool
+    names = ["baseline", *[x for x in names if x not in ("baseline", "pool")]]
     lat: dict[str, dict[str, float]] = {}
     with _feed_server() as port:
         scen = run_throughput(port, messages, repeat, names, progress, loop)
         if latency:
             auto = any(r.name == "f" and r.transport == "picows" for r in scen)
             lat = run_latency(port, 500 if quick else 6000, progress, loop, auto=auto)
+    if pool:
+        for key, value in run_pool_latency(300 if quick else 3000, progress=progress).items():
+            lat[f"pool {key}"] = value
     mem: dict[str, float] = {}
     if memory:
         mem = run_memory(1000 if quick else 10_000, 20_000 if quick else 1_000_000)
@@ -199,7 +206,10 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--quick", action="store_true", help="a tiny run (for tests)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     names = ",".join(s.name for s in SCENARIOS)
-    parser.add_argument("--scenarios", help=f"comma-separated subset of {names}")
+    parser.add_argument(
+        "--scenarios",
+        help=f"comma-separated subset of {names}, and pool (redundancy latency)",
+    )
     parser.add_argument(
         "--loop",
         choices=("asyncio", "uvloop"),

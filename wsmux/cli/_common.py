@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ import orjson
 from .._log import show_url
 
 __all__ = [
+    "add_metrics_options",
     "json_filter",
     "json_value",
     "key_value",
@@ -22,7 +24,9 @@ __all__ = [
     "positive_float",
     "positive_int",
     "quiet_broken_pipe",
+    "serving_metrics",
     "setup_logging",
+    "stats_line",
     "status",
     "ws_url",
 ]
@@ -132,3 +136,82 @@ def quiet_broken_pipe() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+
+
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected a port number (0 picks a free one), not {text!r}"
+        )
+    return value
+
+
+def add_metrics_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--metrics-port`` and ``--metrics-host`` to a subcommand."""
+    parser.add_argument(
+        "--metrics-port",
+        type=port_number,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics (0 picks a free port;"
+        " needs pip install 'wsmux[metrics]'). Binds 127.0.0.1 only, unless --metrics-host"
+        " says otherwise",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address the metrics server binds (default 127.0.0.1: this machine only;"
+        " 0.0.0.0 exposes it to the network)",
+    )
+
+
+@contextlib.contextmanager
+def serving_metrics(args: argparse.Namespace, *sources: Any) -> Iterator[Any]:
+    """Serve the metrics of ``sources`` while the block runs, if ``--metrics-port`` was given.
+
+    Used in a thread with no event loop (``tap``): the sources are
+    ``MuxThread`` objects, whose ``stats()`` may be called from any thread.
+    """
+    if args.metrics_port is None:
+        yield None
+        return
+    server = metrics_server(args, *sources)
+    try:
+        server.start()
+    except OSError as exc:
+        status(f"error: {exc}")
+        raise SystemExit(1) from None
+    try:
+        status(f"metrics at {server.url}")
+        yield server
+    finally:
+        server.close()
+
+
+def metrics_server(args: argparse.Namespace, *sources: Any) -> Any:
+    """A :class:`wsmux.metrics.MetricsServer` (not started), or exit 2 without the extra."""
+    try:
+        from ..metrics import MetricsServer
+    except ImportError as exc:
+        status(f"--metrics-port needs prometheus-client: pip install 'wsmux[metrics]' ({exc})")
+        raise SystemExit(2) from None
+    return MetricsServer(*sources, port=args.metrics_port, host=args.metrics_host)
+
+
+def stats_line(stats: Any, rate: float | None) -> str:
+    """One line of a multiplexer's counters and latencies, for ``--stats`` and the demo."""
+    parts = [f"{stats.messages} messages"]
+    if rate is not None:
+        parts[0] += f" ({rate:.0f}/s)"
+    parts.append(f"drops {stats.drops}")
+    parts.append(f"reconnects {stats.reconnects}")
+    if stats.latency is not None:
+        parts.append(f"exchange->receipt {stats.latency}")
+    for name, st in stats.named_streams.items():
+        if st.latency is not None:
+            parts.append(f"receipt->{name} {st.latency}")
+    return "stats: " + ", ".join(parts)

@@ -10,6 +10,7 @@ and a user-data stream whose listen key keeps expiring
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import time
@@ -17,8 +18,15 @@ from typing import IO, Any
 
 import anyio
 
-from .. import Multiplexer, Stream, StreamLagged
-from ._common import positive_float, positive_int, setup_logging, status
+from .. import Multiplexer, Recorder, Stream, StreamLagged
+from ._common import (
+    add_metrics_options,
+    metrics_server,
+    positive_float,
+    positive_int,
+    setup_logging,
+    status,
+)
 from .binance import BinanceFapiUserData, OrderBook
 
 __all__ = ["add_parser"]
@@ -36,7 +44,8 @@ def add_parser(sub: Any) -> None:
         description="Start the embedded FeedServer as a simulated exchange (many symbols,"
         " depth diffs with sequence numbers, a user-data stream whose listen key expires every"
         " few seconds, a random disconnect now and then) and a demo adapter with many"
-        " concurrent consumers. Shows a status line each second. No internet needed.",
+        " concurrent consumers. Shows a status line each second. No internet needed: the"
+        " simulated exchange listens on 127.0.0.1 only.",
     )
     demo.add_argument(
         "--seconds",
@@ -62,6 +71,13 @@ def add_parser(sub: Any) -> None:
         metavar="S",
         help="drop a random connection about every S seconds (default 7)",
     )
+    demo.add_argument(
+        "--record",
+        metavar="FILE",
+        help="record the market connection's raw frames to FILE (.zst: compressed), for"
+        " wsmux replay",
+    )
+    add_metrics_options(demo)
     demo.add_argument("-v", "--verbose", action="store_true", help="log wsmux warnings too")
     demo.set_defaults(func=_demo)
 
@@ -99,7 +115,9 @@ class _Line:
             self.out.flush()
 
 
-async def _run_demo(args: argparse.Namespace, line: _Line) -> dict[str, Any]:
+async def _run_demo(
+    args: argparse.Namespace, line: _Line, recorder: Recorder | None = None
+) -> dict[str, Any]:
     from ..testing import FeedServer
 
     symbols = [f"SYM{i}" for i in range(args.symbols)]
@@ -107,8 +125,13 @@ async def _run_demo(args: argparse.Namespace, line: _Line) -> dict[str, Any]:
     async with FeedServer(symbols=symbols, listen_key_ttl=args.key_ttl, seed=7) as srv:
         srv.start_feed(rate=args.rate)
         srv.schedule("drop", every=args.drop_every, jitter=args.drop_every / 3)
-        market = Multiplexer(f"{srv.url}/stream", **fast)
-        user = BinanceFapiUserData(srv.url, srv.http_url, period=60.0, **fast)
+        # "E" is the server's send time in ms: exchange-to-receipt latency.
+        market = Multiplexer(
+            f"{srv.url}/stream", name="market", event_time="E", recorder=recorder, **fast
+        )
+        user = BinanceFapiUserData(
+            srv.url, srv.http_url, period=60.0, name="user", event_time="E", **fast
+        )
         counts = dict.fromkeys(symbols, 0)
         books = {s: OrderBook(market, s, srv.http_url, futures=True) for s in symbols[:4]}
         totals = {"volume": 0.0, "big": 0, "user": 0, "sent": 0}
@@ -126,7 +149,15 @@ async def _run_demo(args: argparse.Namespace, line: _Line) -> dict[str, Any]:
         market.add_handler(on_big_trade, {"e": "trade", "q": lambda q: float(q) > 1.9})
         user.add_handler(on_user, {"e": "ORDER_TRADE_UPDATE"})
         started = time.monotonic()
-        async with market, user, anyio.create_task_group() as tg:
+        server = None if args.metrics_port is None else metrics_server(args, market, user)
+        async with (
+            market,
+            user,
+            server or contextlib.nullcontext(),
+            anyio.create_task_group() as tg,
+        ):
+            if server is not None:
+                status(f"metrics at {server.url}")
             for symbol in symbols:
                 trades = market.stream_filter({"e": "trade", "s": symbol}, name=symbol)
                 tg.start_soon(_count_symbol, trades, counts, symbol)
@@ -156,6 +187,7 @@ async def _run_demo(args: argparse.Namespace, line: _Line) -> dict[str, Any]:
             "resyncs": sum(b.statistics().resyncs for b in books.values()),
             "books": len(books),
             "streams": streams,
+            "latency": m.latency,
         }
 
 
@@ -174,6 +206,20 @@ async def _user_events(srv: Any, totals: dict[str, Any]) -> None:
             i += 1
             event = {"e": "ORDER_TRADE_UPDATE", "E": int(time.time() * 1000), "i": i}
             totals["sent"] += srv.send_user_event(key, event) > 0
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2g}ms"
+
+
+def _latency_words(stats: Any) -> str:
+    """Exchange-to-receipt percentiles, and the slowest stream's receipt-to-consumer p99."""
+    lat = stats.latency
+    if lat is None or not lat.count:
+        return ""
+    waits = [s.latency.p99 for s in stats.named_streams.values() if s.latency and s.latency.count]
+    consumer = f", consumers p99 <= {_ms(max(waits))}" if waits else ""
+    return f"  latency p50 {_ms(lat.p50)} p99 {_ms(lat.p99)}{consumer}"
 
 
 async def _status_loop(
@@ -197,7 +243,7 @@ async def _status_loop(
             f"  rotations {u.rotations}  reconnects {m.reconnects + u.reconnects}"
             f"  lag drops {m.drops + u.drops}  books {synced}/{len(books)} in sync"
             f" (resyncs {sum(b.statistics().resyncs for b in books.values())})"
-            f"  user events {totals['user']}"
+            f"  user events {totals['user']}{_latency_words(m)}"
         )
 
 
@@ -205,14 +251,24 @@ def _demo(args: argparse.Namespace) -> int:
     undo = setup_logging(args.verbose) if args.verbose else (lambda: None)
     line = _Line(sys.stderr)
     status("demo: a simulated exchange on 127.0.0.1, Ctrl-C to stop")
+    recorder: Recorder | None = None
     try:
-        summary = anyio.run(_run_demo, args, line)
+        if args.record:
+            recorder = Recorder(args.record)
+        summary = anyio.run(_run_demo, args, line, recorder)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop
         line.done()
         status("interrupted")
         return 0
+    except (ImportError, OSError) as exc:  # no zstandard, the metrics port is taken, say
+        line.done()
+        status(f"error: {exc}")
+        return 1
     finally:
         undo()
+        if recorder is not None:
+            recorder.close()
+            status(f"recorded {recorder.frames} frame(s) to {args.record}")
     line.done()
     status(summary_line(summary))
     return 0
@@ -231,4 +287,9 @@ def summary_line(s: dict[str, Any]) -> str:
         f" {_n(s['user_events'], 'user event')}, {_n(s['rotations'], 'rotation')},"
         f" {_n(s['reconnects'], 'reconnect')}, {_n(s['drops'], 'lag drop')},"
         f" {_n(s['resyncs'], 'book resync')}"
+        + (
+            f"; exchange->receipt p50 {_ms(s['latency'].p50)} p99 {_ms(s['latency'].p99)}"
+            if s.get("latency") is not None and s["latency"].count
+            else ""
+        )
     )

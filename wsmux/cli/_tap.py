@@ -7,8 +7,10 @@ thread reads a :class:`wsmux.ThreadStream` and writes stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Hashable
+import time
+from collections.abc import Hashable, Iterator
 from typing import IO, Any
 
 import anyio
@@ -17,6 +19,7 @@ import orjson
 from .. import ConnectionGap, Multiplexer, StreamLagged, ThreadStream, WsmuxError, run_in_thread
 from .._log import show_url
 from ._common import (
+    add_metrics_options,
     json_filter,
     json_value,
     key_value,
@@ -24,7 +27,9 @@ from ._common import (
     positive_float,
     positive_int,
     quiet_broken_pipe,
+    serving_metrics,
     setup_logging,
+    stats_line,
     status,
     ws_url,
 )
@@ -96,6 +101,18 @@ def add_parser(sub: Any) -> None:
         help="give up (exit 1) after N failed connection attempts in a row, at the start or"
         f" after a loss (default {DEFAULT_RETRIES}; 0: never give up)",
     )
+    tap.add_argument(
+        "--stats",
+        action="store_true",
+        help="print a line of counters and latencies to stderr every second, and at the end",
+    )
+    tap.add_argument(
+        "--event-time",
+        metavar="FIELD",
+        help="the field carrying each message's exchange time in epoch milliseconds (Binance:"
+        " E): --stats and the metrics then show exchange-to-receipt latency",
+    )
+    add_metrics_options(tap)
     tap.add_argument("-v", "--verbose", action="store_true", help="log more to stderr")
     tap.set_defaults(func=_tap)
 
@@ -142,13 +159,24 @@ def _tap(args: argparse.Namespace) -> int:
     else:
         filters = [items] if items else None
     undo = setup_logging(args.verbose)
-    mux = _TapMux(args.url, args.send, args.rotate_every, max_attempts=args.retries or None)
+    mux = _TapMux(
+        args.url,
+        args.send,
+        args.rotate_every,
+        max_attempts=args.retries or None,
+        event_time=args.event_time,
+    )
     out = sys.stdout
     count = 0
     try:
-        raw = mux.stream_filter(filters, maxsize=65536)  # before start: misses nothing
-        with run_in_thread(mux, wait=False) as t:
-            count = _print_messages(ThreadStream(t, raw), out, args.count)
+        # Opened before the start: misses nothing. Named, for the metrics.
+        raw = mux.stream_filter(filters, maxsize=65536, name="tap", latency=args.stats or None)
+        with (
+            run_in_thread(mux, wait=False) as t,
+            serving_metrics(args, t),
+            _stats_lines(t, args.stats) as tick,
+        ):
+            count = _print_messages(ThreadStream(t, raw), out, args.count, tick)
     except KeyboardInterrupt:
         status("interrupted")
     except BrokenPipeError:
@@ -163,7 +191,29 @@ def _tap(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_messages(stream: ThreadStream, out: IO[str], limit: int | None) -> int:
+@contextlib.contextmanager
+def _stats_lines(t: Any, enabled: bool) -> Iterator[Any]:
+    """Yield ``tick()``: prints a stats line when a second has passed (and at the end)."""
+    if not enabled:
+        yield None
+        return
+    last = [time.monotonic(), 0]
+
+    def tick() -> float:
+        now = time.monotonic()
+        if now - last[0] >= 1.0:
+            stats = t.stats()
+            rate = (stats.messages - last[1]) / (now - last[0])
+            status(stats_line(stats, rate))
+            last[:] = [now, stats.messages]
+        return max(0.01, last[0] + 1.0 - now)
+
+    yield tick
+    if t.running:
+        status(stats_line(t.stats(), None))
+
+
+def _print_messages(stream: ThreadStream, out: IO[str], limit: int | None, tick: Any = None) -> int:
     count = 0
     while limit is None or count < limit:
         try:
@@ -171,7 +221,13 @@ def _print_messages(stream: ThreadStream, out: IO[str], limit: int | None) -> in
                 msg = stream.receive_nowait()
             except anyio.WouldBlock:
                 out.flush()  # flush once per burst, not per line
-                msg = stream.receive()
+                if tick is None:
+                    msg = stream.receive()
+                else:
+                    try:
+                        msg = stream.receive(timeout=tick())
+                    except TimeoutError:
+                        continue
         except StreamLagged as exc:
             status(f"too slow: {exc.count} message(s) dropped")
             continue

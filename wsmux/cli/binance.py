@@ -28,7 +28,8 @@ class BinanceFapiUserData(Multiplexer):
 
     Each connection gets a fresh listen key from the REST endpoint; the
     connection is rotated, with no gap and no duplicate, on
-    ``listenKeyExpired`` or after ``period`` seconds, whichever comes first.
+    ``listenKeyExpired`` or after ``period`` seconds, whichever comes first,
+    and in any case before Binance's own 24-hour cut-off (``max_age``).
     """
 
     def __init__(
@@ -46,8 +47,11 @@ class BinanceFapiUserData(Multiplexer):
             rest_base: REST base URL, such as ``https://fapi.binance.com``.
             api_key: Sent as ``X-MBX-APIKEY`` when asking for a listen key.
             period: Seconds before a connection is rotated anyway.
-            **options: Multiplexer options (default backoff 0.2 s, capped at 5 s).
+            **options: Multiplexer options (default backoff 0.2 s, capped at
+                5 s, and ``max_age`` 23.5 h: Binance closes every connection
+                at 24 h).
         """
+        options.setdefault("max_age", 23.5 * 3600)
         options.setdefault("backoff_base", 0.2)
         options.setdefault("backoff_cap", 5.0)
         super().__init__(ws_base, **options)

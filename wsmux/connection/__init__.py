@@ -4,9 +4,11 @@ Owns one supervised websocket: opening it (websockets or picows), classifying
 failures, keeping it alive, rotating and reconnecting it. It is handed what it
 needs (an adapter protocol for the hooks, a publish target, options, a
 counters object), never the Multiplexer. It may import :mod:`wsmux._exceptions`,
-:mod:`wsmux._log`, :mod:`wsmux._backend` and :mod:`wsmux._options`; it never
+:mod:`wsmux._log`, :mod:`wsmux._backend`, :mod:`wsmux._options` and
+:mod:`wsmux._record` (the optional recorder of raw frames); it never
 imports :mod:`wsmux.fanout` internals beyond the publish protocol, nor the
-front object. Start reading at ``_supervisor``.
+front object. Start reading at ``_supervisor``; ``_proxy`` resolves the
+``proxy`` option for both transports.
 """
 
 from ._backoff import Backoff

@@ -2,11 +2,10 @@
 
 The choice is made when a connection is opened, since only then is the
 running backend known. picows is chosen when it is importable, the loop is
-asyncio (uvloop included), no proxy applies to the URL (websockets honours
-the environment's proxy settings; picows does not read them), every
-``connect_options`` key means the same to both transports, and the
-keepalive can be kept as asked (picows waits for a pong at most one
-``ping_interval``). Anything else
+asyncio (uvloop included), every ``connect_options`` key means the same to
+both transports, and the keepalive can be kept as asked (picows waits for a
+pong at most one ``ping_interval``). Proxies (the ``proxy`` option, from the
+environment by default) are honoured by both. Anything else
 falls back to websockets, which serves every case: auto never fails where
 ``transport="websockets"`` would work.
 """
@@ -59,17 +58,4 @@ def choose_transport(
         return "websockets", f"auto: connect_options {', '.join(other)} are websockets' own"
     if ping_interval is not None and ping_timeout is not None and ping_timeout > ping_interval:
         return "websockets", "auto: picows cannot wait for a pong longer than ping_interval"
-    if url is not None and _proxied(url):
-        return "websockets", "auto: a proxy from the environment applies to this URL"
     return "picows", "auto: picows is installed and the loop is asyncio"
-
-
-def _proxied(url: str) -> bool:
-    """Whether websockets would connect through a proxy from the environment."""
-    try:
-        from websockets.proxy import get_proxy
-        from websockets.uri import parse_uri
-
-        return get_proxy(parse_uri(url)) is not None
-    except Exception:
-        return False  # an invalid URL: either transport reports it

@@ -18,11 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sys
 import urllib.parse
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
+import anyio
 import websockets.exceptions as wse
 from websockets.datastructures import Headers
 from websockets.frames import OK_CLOSE_CODES, Close
@@ -435,19 +438,26 @@ async def picows_connect(
     auto_ping = ping_interval is not None
     idle = ping_interval if ping_interval is not None else 10.0
     try:
-        transport, _ = await picows.ws_connect(
-            lambda: _Listener(conn),
-            bare_url,
-            websocket_handshake_timeout=open_timeout,
-            logger_name=logger if logger is not None else _PicowsLogger(url),
-            enable_auto_ping=auto_ping,
-            auto_ping_idle_timeout=idle,
-            auto_ping_reply_timeout=ping_timeout if ping_timeout is not None else sys.maxsize,
-            max_frame_size=max_size if max_size is not None else sys.maxsize,
-            **options,
+        transport, _ = await _close_if_cancelled(
+            picows.ws_connect(
+                lambda: _Listener(conn),
+                bare_url,
+                websocket_handshake_timeout=open_timeout,
+                logger_name=logger if logger is not None else _PicowsLogger(url),
+                enable_auto_ping=auto_ping,
+                auto_ping_idle_timeout=idle,
+                auto_ping_reply_timeout=ping_timeout if ping_timeout is not None else sys.maxsize,
+                max_frame_size=max_size if max_size is not None else sys.maxsize,
+                **options,
+            ),
+            open_timeout,
         )
     except picows.WSInvalidStatusError as exc:
         raise _invalid_status(exc) from None
+    except Exception as exc:
+        if type(exc).__name__ != "ProxyError":  # python-socks', raised for every proxy
+            raise
+        raise _proxy_error(exc, url) from None
     except picows.WSInvalidURL as exc:
         raise wse.InvalidURI(scrub(url, url), scrub(str(exc), url)) from None
     except picows.WSError as exc:
@@ -455,6 +465,29 @@ async def picows_connect(
         raise wse.InvalidHandshake(scrub(f"{type(exc).__name__}: {exc}", url)) from None
     conn._transport = transport
     return conn
+
+
+async def _close_if_cancelled(connect: Coroutine[Any, Any, Any], limit: float) -> Any:
+    """Await picows' connect; if cancelled meanwhile, close what it opens.
+
+    picows leaves the socket of a connect cancelled mid-handshake open (an
+    exit right after start, say): the connect is let finish, for at most
+    ``limit`` seconds, and its connection closed, before the cancellation
+    goes on.
+    """
+    task = asyncio.ensure_future(connect)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(limit):
+            try:
+                transport, _ = await task
+            except BaseException:
+                pass  # it failed: nothing is open
+            else:
+                transport.disconnect(graceful=False)
+        task.cancel()
+        raise
 
 
 def _headers(url: str, additional: Any, options: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -476,6 +509,15 @@ def _headers(url: str, additional: Any, options: dict[str, Any]) -> tuple[str, l
         headers.append(("Authorization", build_authorization_basic(user, secret)))
     netloc = parts.netloc.rpartition("@")[2]
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), headers
+
+
+def _proxy_error(exc: BaseException, url: str) -> wse.ProxyError:
+    """websockets' exception for a proxy failure reported by picows (python-socks)."""
+    text = str(exc)
+    refused = re.search(r"rejected connection with status (\d{3})", text)
+    if refused is not None:
+        return wse.InvalidProxyStatus(Response(int(refused[1]), "", Headers(), b""))
+    return wse.ProxyError(scrub(f"proxy: {text}", url))
 
 
 def _invalid_status(exc: Any) -> wse.InvalidStatus:

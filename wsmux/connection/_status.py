@@ -13,13 +13,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from enum import StrEnum
+from time import time as _wall
 from typing import Any, Final, Protocol
 
 import anyio
 
 from .._log import log
+from ..fanout._latency import LatencyHistogram
 
-__all__ = ["ENDED", "Hooks", "Sink", "State", "Status"]
+__all__ = ["ENDED", "Gate", "Hooks", "Sink", "State", "Status"]
 
 
 class State(StrEnum):
@@ -57,6 +59,18 @@ class Sink(Protocol):
         ...
 
 
+class Gate(Protocol):
+    """What the supervisor asks before each connection attempt (a shared budget)."""
+
+    async def acquire(self) -> None:
+        """Wait until an attempt may be made, and count it."""
+        ...
+
+    def release(self) -> None:
+        """Say that the attempt's handshake is over."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Hooks:
     """The adapter's hooks, as the supervisor calls them.
@@ -69,8 +83,8 @@ class Hooks:
         parse: A plain parser, or None for the default (orjson, bytes in).
         async_parse: A coroutine parser, or None.
         message_id: The message's unique id, or None without the hook.
-        topics_changed: Called after a rotation, to send topic changes made
-            while it ran.
+        topics_changed: Called once a connection is live (after a
+            connect or a rotation), to send topic changes made meanwhile.
         label: How the connection is named in logs (free of secrets).
         url: The URL (secret-bearing), only to scrub it from error texts.
     """
@@ -107,6 +121,10 @@ class Status:
         label: How the connection is named in logs.
         on_disconnect: Called (without waiting) as soon as a connection is lost.
         on_reconnect: Called (without waiting) once a lost connection is replaced.
+
+    Attributes:
+        latency: Exchange-to-receipt latency of the messages read, when the
+            multiplexer was given ``event_time``; else None.
     """
 
     def __init__(
@@ -120,12 +138,22 @@ class Status:
         self.changed = anyio.Event()
         self.counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         self.last_message_at: float | None = None
+        self.latency: LatencyHistogram | None = None
         self.last_disconnect: str | None = None
         self.on_disconnect = on_disconnect
         self.on_reconnect = on_reconnect
 
     def __repr__(self) -> str:
         return f"<Status {self.label} {self.state}>"
+
+    def received_at(self) -> float:
+        """The wall-clock time the reader took when the last frame arrived.
+
+        The hub's clock: while a message is published, the time its frame
+        came in.
+        """
+        at = self.last_message_at
+        return _wall() if at is None else at
 
     def rebind(self) -> None:
         """Make a fresh change event in the running loop (called at start)."""

@@ -2,9 +2,10 @@
 
 The supervisor task is the only one that decides which link is live:
 
-* planned rotation: when the live link's ``_when2create_new_ws()`` completes,
-  open the next link (its own trigger armed before any of its messages is
-  published) and cut over at the old link's fence, as described in
+* planned rotation: when the live link's ``_when2create_new_ws()`` completes
+  or the link is ``max_age`` seconds old (whichever comes first), open the
+  next link (its own trigger armed before any of its messages is published)
+  and cut over at the old link's fence, as described in
   :mod:`wsmux.connection._rotation`;
 * unplanned loss: mark a gap, call the disconnect callback, back off,
   reconnect, replay subscriptions, call the reconnect callback.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterator
 from time import time as _wall
 from typing import Any
@@ -30,12 +32,13 @@ import orjson
 from .._exceptions import FatalConnectError, RetriesExhausted
 from .._log import RateLimitedLog, log, redact_url, sample, show_url
 from .._options import Options
+from .._record import Recorder
 from ..fanout._messages import Messages
 from ._backoff import Backoff
 from ._fence import fence_of
 from ._link import CountingRecv, Link, Role, describe_close
 from ._rotation import Rotation
-from ._status import Hooks, Sink, State, Status
+from ._status import Gate, Hooks, Sink, State, Status
 from ._transport import classify, recv_nowait_of
 
 __all__ = ["Supervisor"]
@@ -56,6 +59,11 @@ class Supervisor:
         status: Where state and counters are reported.
         tg: The task group that runs the links' tasks.
         backoff: The reconnection delays (default: from the options).
+        gate: Asked before each connection attempt (a shared
+            connection-attempt budget); waiting for it is not part of
+            ``open_timeout``.
+        recorder: Where raw frames and connection events are recorded, if
+            anywhere (a :class:`wsmux.Recorder`); None costs nothing.
     """
 
     def __init__(
@@ -66,8 +74,11 @@ class Supervisor:
         status: Status,
         tg: anyio.abc.TaskGroup,
         backoff: Backoff | None = None,
+        gate: Gate | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.hooks = hooks
+        self.gate = gate
         self.sink = sink
         self.options = options
         self.status = status
@@ -92,6 +103,7 @@ class Supervisor:
         self._id_log = RateLimitedLog(logging.ERROR)
         hook = hooks.message_id
         self.message_id = None if hook is None else functools.partial(_safe_id, hook, self._id_log)
+        self.recorder = recorder
 
     # -- the loop ------------------------------------------------------------
 
@@ -106,6 +118,8 @@ class Supervisor:
             RetriesExhausted: ``max_attempts`` attempts failed in a row.
         """
         self.status.set(State.CONNECTING)
+        if self.recorder is not None:
+            self.recorder.begin(self.hooks.url, self.hooks.label)
         link = await self._connect(initial=True)
         self._go_live(link)
         started()
@@ -194,12 +208,19 @@ class Supervisor:
 
     async def _open(self) -> Link:
         """Open one connection, prepare and subscribe it, arm its trigger."""
+        gate = self.gate
+        if gate is not None:
+            await gate.acquire()
         self._next_id += 1
         link = Link(self._next_id)
         opts = self.options
         try:
             with _timeout_reason(link, opts.open_timeout):
-                await self.tg.start(self._hold, link, name=f"wsmux connection {link.id}")
+                try:
+                    await self.tg.start(self._hold, link, name=f"wsmux connection {link.id}")
+                finally:
+                    if gate is not None:
+                        gate.release()  # the handshake is over, either way
                 conn = link.conn
                 link.fence = fence_of(conn)  # counts every frame from here on
                 try:
@@ -283,15 +304,21 @@ class Supervisor:
     async def _watch_due(self, link: Link, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         with link.due_scope:
             task_status.started()
+            max_age = self.options.max_age
             try:
-                await self.hooks.rotation_due()
+                with anyio.move_on_after(math.inf if max_age is None else max_age) as aged:
+                    await self.hooks.rotation_due()
             except Exception as exc:
                 log.info("_when2create_new_ws raised %r: rotating now", exc)
+            if aged.cancelled_caught:
+                log.info("connection %d is %.6gs old (max_age): rotating", link.id, max_age)
             link.due.set()
 
     # -- reading -------------------------------------------------------------
 
     def _start_reader(self, link: Link) -> None:
+        if self.recorder is not None:
+            self.recorder.event("connect", link.id)
         self.reading.add(link)
         self.tg.start_soon(self._read, link, name=f"wsmux reader {link.id}")
         if self.options.stale_after:
@@ -315,14 +342,20 @@ class Supervisor:
         elif async_parse is None and _speaks_websockets(conn):
             recv = functools.partial(conn.recv, decode=False)
             recv_nowait = recv_nowait_of(conn)
-        publish = sink.publish
+        publish: Callable[[Any], bool] = sink.publish
+        if status.latency is not None and self.options.event_time is not None:
+            publish = self._timed(publish)
         live = Role.LIVE
+        recorder = self.recorder
+        if recorder is not None:
+            recv, recv_nowait = recorder.wrap(link.id, recv, recv_nowait)
         wall = _wall
         try:
             with link.reader_scope:
                 while True:
                     raw = await recv()
-                    # Once per burst: every frame drained below was in by now.
+                    # Once per burst (every frame drained below was in by
+                    # now), and again after each yield to the consumers.
                     status.last_message_at = wall()
                     while raw is not None:
                         link.received += 1
@@ -336,6 +369,7 @@ class Supervisor:
                         if link.role is live and msg.__class__ is not Messages:
                             if msg is not None and publish(msg):
                                 await sink.relieve()
+                                status.last_message_at = wall()
                         else:
                             if msg.__class__ is Messages:
                                 # Each element is a message of its own; the role
@@ -347,18 +381,48 @@ class Supervisor:
                                         and publish(one)
                                     ):
                                         await sink.relieve()
+                                        status.last_message_at = wall()
                             elif msg is not None and self._route(link, msg, raw) and publish(msg):
                                 await sink.relieve()
+                                status.last_message_at = wall()
                             if link.mark is not None and link.received >= link.mark:
                                 link.reached.set()
                         raw = recv_nowait() if recv_nowait is not None else None
         except Exception as exc:
             link.error = exc
         finally:
+            if recorder is not None:
+                reason = "stopped" if link.error is None else describe_close(link.error)
+                recorder.event("close", link.id, reason=reason)
             self.reading.discard(link)
             self.retired_messages += link.received
             self.retired_bytes += link.nbytes
             link.done.set()
+
+    def _timed(self, publish: Callable[[Any], bool]) -> Callable[[Any], bool]:
+        """``publish``, recording each message's exchange-to-receipt latency first.
+
+        Only readers of a multiplexer given ``event_time`` use it: the
+        others publish with no per-message cost. The receipt time is the
+        one the reader took when the frame arrived.
+        """
+        event_time = self.options.event_time
+        status = self.status
+        assert event_time is not None and status.latency is not None
+        record = status.latency.record
+        errors = RateLimitedLog(logging.WARNING)
+
+        def timed(msg: Any) -> bool:
+            try:
+                sent = event_time(msg)
+            except Exception as exc:
+                errors("event_time raised %r; the message's latency is not recorded", exc)
+                sent = None
+            if sent is not None:
+                record(status.received_at() - sent)
+            return publish(msg)
+
+        return timed
 
     def _route(self, link: Link, msg: Any, raw: Any) -> bool:
         """Ask the rotation what to do with a message of a link not simply live.
@@ -403,6 +467,8 @@ class Supervisor:
         self.live = link
         self._start_reader(link)
         self.status.set(State.OPEN)
+        # Topics changed while it connected (after its replay) reach it now.
+        self.hooks.topics_changed()
 
     async def _rotate(self, old: Link) -> Link:
         """Planned rotation: a new connection replaces ``old`` with no gap."""
@@ -462,12 +528,16 @@ class Supervisor:
             log.warning("rotation: %s; messages may be missing", outcome)
             self.counters["rotation_gaps"] += 1
             self.sink.mark_gap()
+            if self.recorder is not None:
+                self.recorder.event("gap", old.id, reason=outcome)
         for msg in rotation.cutover():
             if self.sink.publish(msg):
                 await self.sink.relieve()
         tail = rotation.go_live()
         new.role = Role.TAIL if tail else Role.LIVE
         self.live = new
+        if self.recorder is not None:
+            self.recorder.event("rotation", new.id, **{"from": old.id})
         self._last_rotation = anyio.current_time()
         overlap = self._last_rotation - overlap_from
         self.counters["rotations"] += 1
@@ -692,6 +762,8 @@ class Supervisor:
         self.live = None
         status.set(State.RECONNECTING)
         self.sink.mark_gap()
+        if self.recorder is not None:
+            self.recorder.event("gap", old.id, reason=reason)
         self.counters["disconnects"] += 1
         status.on_disconnect()
         if uptime >= self.options.reset_after:

@@ -272,7 +272,8 @@ def classify(exc: BaseException, url: str | None = None) -> Failure:
     Network errors, timeouts, closed connections, 408/425/429/5xx handshake
     refusals and unknown errors (say, a failed REST call in ``_create_ws``)
     are retried; ``Retry-After`` is honoured. 401, 403 and other 4xx
-    refusals, invalid URLs (a port out of range included),
+    refusals, a proxy's refusal of the tunnel (407: wrong credentials) but
+    for those same retryable statuses, invalid URLs (a port out of range included),
     :class:`FatalConnectError` raised by a hook, and programming errors
     (TypeError, AttributeError, ...) are fatal.
 
@@ -288,6 +289,13 @@ def classify(exc: BaseException, url: str | None = None) -> Failure:
         retry_after = _retry_after(exc.response.headers.get("Retry-After"))
         reason = f"handshake refused with HTTP {status}"
         return Failure(status not in _RETRY_STATUSES, status, retry_after, reason)
+    if isinstance(exc, wse.InvalidProxyStatus):
+        status = exc.response.status_code
+        why = " (proxy authentication failed)" if status == 407 else ""
+        reason = f"the proxy refused the tunnel with HTTP {status}{why}"
+        return Failure(status not in _RETRY_STATUSES, status, None, reason)
+    if isinstance(exc, wse.InvalidProxy):
+        return Failure(True, None, None, f"invalid proxy: {exc.msg}")
     if isinstance(exc, FatalConnectError):
         return Failure(True, exc.status, None, scrub(str(exc), url))
     if isinstance(exc, wse.InvalidURI):

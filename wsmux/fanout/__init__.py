@@ -14,12 +14,13 @@ from ._handlers import Handler, handler_name, is_async_callable
 from ._hub import Hub
 from ._match import Filters, compile_filters
 from ._messages import Messages
-from ._stream import Overflow, Stream, StreamStatistics
+from ._stream import Key, Overflow, Stream, StreamStatistics
 
 __all__ = [
     "Filters",
     "Handler",
     "Hub",
+    "Key",
     "Messages",
     "Overflow",
     "Stream",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal
@@ -30,7 +31,7 @@ from ._handlers import (
     is_async_callable,
 )
 from ._match import _MISSING, Clause, Filters, Index, compile_filters, matches
-from ._stream import Overflow, Stream
+from ._stream import Key, Overflow, Stream, StreamStatistics
 
 __all__ = ["Handler", "Hub"]
 
@@ -53,9 +54,20 @@ class Hub:
     Args:
         drain_timeout: On exit, how long async handlers may take to finish
             the messages already buffered for them before they are cancelled.
+
+    Attributes:
+        clock: Returns the receipt time (epoch seconds) of the message being
+            published; streams that measure latency read it. The default is
+            ``time.time``; a multiplexer hands the time its reader took
+            when the frame arrived.
+        measure_streams: Whether streams opened without ``latency=`` measure
+            receipt-to-consumer latency (a multiplexer with ``event_time``
+            sets it).
     """
 
     def __init__(self, *, drain_timeout: float = 5.0) -> None:
+        self.clock: Callable[[], float] = time.time
+        self.measure_streams = False
         self._index: Index[Any] = Index()
         self._streams: set[Stream] = set()
         self._gap_streams: list[Stream] = []
@@ -76,6 +88,7 @@ class Hub:
         #: Exceptions raised by filter predicates (the message did not match).
         self.filter_errors = 0
         self._dropped_closed = 0
+        self._conflated_closed = 0
         self._running = 0
         self._idle = anyio.Event()
         self._idle.set()
@@ -103,6 +116,8 @@ class Hub:
         overflow: Overflow = "lag",
         gaps: Literal["raise", "ignore"] = "ignore",
         name: str | None = None,
+        key: Key | None = None,
+        latency: bool | None = None,
     ) -> Stream:
         """Open a stream of the messages the filter selects.
 
@@ -112,20 +127,34 @@ class Hub:
             maxsize: The most messages buffered for this stream.
             overflow: What happens when the buffer is full: ``"lag"`` (drop
                 the oldest; the next read raises StreamLagged), ``"drop_oldest"``,
-                ``"drop_newest"`` (silent but counted), or ``"block"`` (the
-                publisher waits; slows every subscriber).
+                ``"drop_newest"`` (silent but counted), ``"block"`` (the
+                publisher waits; slows every subscriber), or ``"conflate"``
+                (one message per ``key``, the latest; replaced ones counted).
             gaps: ``"raise"`` to get ConnectionGap at an unplanned reconnect.
             name: A label shown in the stream's repr.
+            key: With ``overflow="conflate"`` only: a field name or a
+                function of the message naming what a newer message replaces.
+            latency: Measure receipt-to-consumer latency
+                (``statistics().latency``); None follows ``measure_streams``.
 
         Returns:
             The open stream; already receiving.
 
         Raises:
             TypeError: The filter is malformed.
-            ValueError: An option is out of range.
+            ValueError: An option is out of range, ``"conflate"`` without a
+                ``key``, or a ``key`` with another policy.
         """
         clauses = compile_filters(filters)
-        stream = Stream(self, maxsize=maxsize, overflow=overflow, gaps=gaps, name=name)
+        stream = Stream(
+            self,
+            maxsize=maxsize,
+            overflow=overflow,
+            gaps=gaps,
+            name=name,
+            key=key,
+            latency=self.measure_streams if latency is None else latency,
+        )
         if self._closed:
             stream._end(self._error)
             return stream
@@ -154,7 +183,9 @@ class Hub:
             self._index.remove(stream)
             self._gap_streams = [s for s in self._gap_streams if s is not stream]
             self._block_streams = [s for s in self._block_streams if s is not stream]
-            self._dropped_closed += stream.statistics().dropped
+            counts = stream.statistics()
+            self._dropped_closed += counts.dropped
+            self._conflated_closed += counts.conflated
 
     def add_handler(
         self,
@@ -163,6 +194,7 @@ class Hub:
         *,
         maxsize: int = 1024,
         overflow: Overflow = "lag",
+        key: Key | None = None,
     ) -> None:
         """Call ``fn(msg)`` for every message the filter selects.
 
@@ -178,10 +210,12 @@ class Hub:
             filters: As for :meth:`open_stream`.
             maxsize: Buffer size for an async handler.
             overflow: Overflow policy for an async handler.
+            key: The conflation key of an async handler's stream
+                (``overflow="conflate"``).
 
         Raises:
             TypeError: ``fn`` is not callable, or the filter is malformed.
-            ValueError: ``fn`` is already a handler.
+            ValueError: ``fn`` is already a handler, or the options conflict.
         """
         if not callable(fn):
             raise TypeError(f"handler must be callable, not {type(fn).__name__}")
@@ -189,7 +223,7 @@ class Hub:
             raise ValueError(f"{fn!r} is already a handler")
         if is_async_callable(fn):
             stream = self.open_stream(
-                filters, maxsize=maxsize, overflow=overflow, name=handler_name(fn)
+                filters, maxsize=maxsize, overflow=overflow, name=handler_name(fn), key=key
             )
             self._handlers[fn] = stream
             if self._tg is not None:
@@ -226,7 +260,7 @@ class Hub:
 
         Args:
             filters: As for :meth:`open_stream`.
-            **options: ``maxsize`` and ``overflow`` for async handlers.
+            **options: ``maxsize``, ``overflow`` and ``key`` for async handlers.
 
         Returns:
             A decorator that adds the function and returns it unchanged.
@@ -364,7 +398,9 @@ class Hub:
         self._error = error
         for stream in self._streams:
             stream._end(error)
-            self._dropped_closed += stream.statistics().dropped
+            counts = stream.statistics()
+            self._dropped_closed += counts.dropped
+            self._conflated_closed += counts.conflated
         self._streams.clear()  # ended: no longer counted as open
         self._index = Index()  # nothing matches now: no handler runs after close
 
@@ -404,4 +440,26 @@ class Hub:
 
     def dropped(self) -> int:
         """Return the messages lost to overflow, over all streams ever opened."""
-        return self._dropped_closed + sum(s.statistics().dropped for s in self._streams)
+        return self._dropped_closed + sum(s._dropped for s in self._streams)
+
+    def conflated(self) -> int:
+        """Return the messages replaced in ``"conflate"`` streams, over all streams ever opened."""
+        live: int = sum(s._buf.conflated for s in self._streams if s.overflow == "conflate")
+        return self._conflated_closed + live
+
+    def named_statistics(self) -> dict[str, StreamStatistics]:
+        """Return the statistics of each open stream that has a name.
+
+        Async handlers' streams are named after the function. A repeated
+        name is numbered: ``"ticks"``, ``"ticks #2"``, ...
+        """
+        out: dict[str, StreamStatistics] = {}
+        named = [s for s in self._streams if s.name]
+        for stream in sorted(named, key=lambda s: (s.name or "", id(s))):
+            name = stream.name or ""
+            label, n = name, 1
+            while label in out:
+                n += 1
+                label = f"{name} #{n}"
+            out[label] = stream.statistics()
+        return out

@@ -29,8 +29,8 @@ class Messages(tuple[Any, ...]):
                 msg = orjson.loads(raw)
                 return wsmux.Messages(msg) if isinstance(msg, list) else msg
 
-    Args:
-        iterable: The messages, in the order they are to be published.
+    ``Messages(iterable)`` takes the messages in the order they are to be
+    published.
     """
 
     __slots__ = ()

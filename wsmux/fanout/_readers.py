@@ -9,14 +9,15 @@ an ``anyio.Event``. :func:`set_waiter` wakes any of the three.
 from __future__ import annotations
 
 import collections
-from asyncio import Future
+from asyncio import Future, get_running_loop
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-if TYPE_CHECKING:
-    from ._stream import Stream
+import anyio
 
-__all__ = ["REARM", "Batches", "Readers", "set_waiter"]
+from .._backend import current_backend
+
+__all__ = ["REARM", "Batches", "Readers", "forget", "set_waiter", "wait_for_put"]
 
 
 class _ProbeLoop:
@@ -61,6 +62,8 @@ def set_waiter(event: Any) -> None:
 class Readers:
     """Several asyncio readers waiting on one stream, each on its own future.
 
+    (Streams are typed ``Any`` here: this module is below ``_stream``.)
+
     A reader's cancellation cancels its own future only, so the others keep
     waiting (on one shared future it would cancel them all). ``set`` wakes
     one reader per message; while readers remain, the group puts itself back
@@ -70,7 +73,7 @@ class Readers:
 
     __slots__ = ("_stream", "futures")
 
-    def __init__(self, stream: Stream, futures: list[Future[None]]) -> None:
+    def __init__(self, stream: Any, futures: list[Future[None]]) -> None:
         self._stream = stream
         self.futures = collections.deque(futures)
 
@@ -98,7 +101,7 @@ class Batches:
 
     __slots__ = ("_limit", "_stream")
 
-    def __init__(self, stream: Stream, limit: int | None) -> None:
+    def __init__(self, stream: Any, limit: int | None) -> None:
         self._stream = stream
         self._limit = limit
 
@@ -107,4 +110,66 @@ class Batches:
 
     def __anext__(self) -> Coroutine[Any, Any, list[Any]]:
         # The stream's own coroutine, not one wrapping it: a frame less per batch.
-        return self._stream._batch(self._limit, True)
+        batch: Coroutine[Any, Any, list[Any]] = self._stream._batch(self._limit, True)
+        return batch
+
+
+async def wait_for_put(stream: Any) -> None:
+    """Wait until the stream's ``_put`` or ``_wake`` is called (or a spurious wake).
+
+    The general case (trio, several readers, the first wait); the single
+    asyncio reader of a stream waits inline in ``Stream.__anext__`` and
+    ``Stream._batch`` on the future this leaves in ``stream._spare``.
+    """
+    stream._reads = 0  # a wait lets other tasks run: no checkpoint due
+    loop = stream._loop
+    if loop is None:
+        loop = stream._loop = get_running_loop() if current_backend() == "asyncio" else False
+    if loop is False:
+        event = stream._event
+        if event is None:
+            event = stream._event = anyio.Event()
+        await event.wait()
+        return
+    fut = stream._spare
+    if fut is not None:
+        stream._spare = None
+        fut.__init__(loop=loop)
+    else:
+        fut = loop.create_future()
+    event = stream._event
+    if event is None or (event.__class__ is Future and event.done()):
+        stream._event = fut
+    elif event.__class__ is Future:
+        stream._event = Readers(stream, [event, fut])
+    else:
+        event.futures.append(fut)
+    try:
+        await fut
+    except BaseException:
+        forget(stream, fut)
+        raise
+    if REARM and fut.__class__ is Future:
+        stream._spare = fut  # awaited to the end: no one else holds it
+
+
+def forget(stream: Any, fut: Future[None]) -> None:
+    """Drop a leaving reader's future; pass on a wake-up it received."""
+    event = stream._event
+    if event is fut:
+        stream._event = None
+    elif event is not None and event.__class__ is Readers:
+        if fut in event.futures:
+            event.futures.remove(fut)
+        if not event.futures:
+            stream._event = None
+    if fut.done() and not fut.cancelled():
+        # Woken for a message, then cancelled before reading it: another
+        # reader must take it, or it would wait with a message buffered.
+        event = stream._event
+        if event is not None:
+            stream._event = None
+            if event.__class__ is Readers:
+                event.set()
+            elif not event.done():
+                event.set_result(None)

@@ -16,19 +16,21 @@ import enum
 import sys
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Final, Literal, NamedTuple, Protocol, TypeAlias
+from typing import Any, Final, Literal, Protocol, TypeAlias
 
 import anyio
 import anyio.lowlevel
 
-from .._backend import current_backend
 from .._exceptions import ConnectionGap, StreamClosed, StreamLagged
-from ._readers import REARM, Batches, Readers, set_waiter
+from ._conflate import Key, KeyedBuffer
+from ._latency import LatencyHistogram, TimedBuffer
+from ._readers import Batches, forget, set_waiter, wait_for_put
+from ._statistics import StreamStatistics
 
-__all__ = ["CHECKPOINT_EVERY", "GAP", "Overflow", "Stream", "StreamStatistics"]
+__all__ = ["CHECKPOINT_EVERY", "GAP", "Key", "Overflow", "Stream", "StreamStatistics"]
 
-Overflow: TypeAlias = Literal["lag", "drop_oldest", "drop_newest", "block"]
-_POLICIES: Final = ("lag", "drop_oldest", "drop_newest", "block")
+Overflow: TypeAlias = Literal["lag", "drop_oldest", "drop_newest", "block", "conflate"]
+_POLICIES: Final = ("lag", "drop_oldest", "drop_newest", "block", "conflate")
 
 #: A consumer reading buffered messages yields to the event loop this often.
 CHECKPOINT_EVERY: Final = 128
@@ -53,31 +55,14 @@ class _State(enum.Enum):
 
 _OPEN, _ENDED, _CLOSED = _State.OPEN, _State.ENDED, _State.CLOSED
 _Future = asyncio.Future
+_Deque = collections.deque
 
 
 class _Owner(Protocol):
     _pressure: bool
+    clock: Callable[[], float]
 
     def _discard(self, stream: Stream) -> None: ...
-
-
-class StreamStatistics(NamedTuple):
-    """Counters of one stream.
-
-    ``delivered + dropped + buffered`` is the number of messages that matched
-    the stream's filter since it opened.
-
-    Attributes:
-        delivered: Messages handed to the reader.
-        dropped: Messages lost to overflow, or still buffered at close.
-        buffered: Messages waiting to be read now.
-        peak: The most messages ever buffered at once.
-    """
-
-    delivered: int
-    dropped: int
-    buffered: int
-    peak: int
 
 
 class Stream:
@@ -94,6 +79,12 @@ class Stream:
     timeout around ``receive()``, say) leaves the others waiting, under
     asyncio as under trio.
 
+    With ``overflow="conflate"`` and a ``key`` (a field name or a function
+    of the message), the stream holds at most one message per key: a newer
+    one replaces the buffered one, keys are read in the order they were last
+    updated, replaced messages are counted (``statistics().conflated``) and
+    no read ever raises StreamLagged. See :mod:`wsmux.fanout._conflate`.
+
     Every subscriber sees the same message object: treat messages as
     read-only.
     """
@@ -106,8 +97,10 @@ class Stream:
         "_dropped",
         "_error",
         "_event",
+        "_full_at",
         "_gap_pending",
         "_high",
+        "_hist",
         "_loop",
         "_lost",
         "_maxsize",
@@ -134,6 +127,8 @@ class Stream:
         overflow: Overflow = "lag",
         gaps: Literal["raise", "ignore"] = "ignore",
         name: str | None = None,
+        key: Key | None = None,
+        latency: bool = False,
     ) -> None:
         if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1:
             raise ValueError(f"maxsize must be an int >= 1, not {maxsize!r}")
@@ -141,8 +136,18 @@ class Stream:
             raise ValueError(f"overflow must be one of {', '.join(_POLICIES)}; got {overflow!r}")
         if gaps not in ("raise", "ignore"):
             raise ValueError(f"gaps must be 'raise' or 'ignore', not {gaps!r}")
+        if (overflow == "conflate") != (key is not None):
+            raise ValueError(
+                'overflow="conflate" needs key= (a field name or a function of the message)'
+                if key is None
+                else f'key= is for overflow="conflate" only, not overflow={overflow!r}'
+            )
+        self.name = name
         self._owner = owner
-        self._buf: collections.deque[Any] = collections.deque()
+        self._buf: Any = collections.deque()
+        # A conflating buffer bounds itself (one message per key, at most
+        # maxsize keys): the stream's own overflow check never fires.
+        self._full_at = maxsize
         self._maxsize = maxsize
         self._policy = overflow
         # The reader is asked to yield when the buffer climbs through half
@@ -151,6 +156,17 @@ class Stream:
         self._high = max(1, maxsize // 2)
         self._step = max(1, min(CHECKPOINT_EVERY // 2, (maxsize - self._high) // 4))
         self._block_at = maxsize if overflow == "block" else sys.maxsize
+        self._hist: LatencyHistogram | None = None
+        timing = None
+        if latency:
+            self._hist = LatencyHistogram()
+            timing = (owner.clock, self._hist)
+            self._buf = TimedBuffer(owner.clock, self._hist, GAP)
+        if key is not None:
+            # Never over capacity, nothing to lose: no reason to make the
+            # reader yield for this stream.
+            self._buf = KeyedBuffer(self, key, maxsize, GAP, timing)
+            self._full_at = self._high = sys.maxsize
         self._event: Any = None  # an asyncio future or an anyio.Event
         self._loop: Any = None  # the consumer's asyncio loop, False under trio
         self._space: anyio.Event | None = None
@@ -169,7 +185,6 @@ class Stream:
         self._multi = False
         self._on_close: Callable[[], None] | None = None
         self.gaps = gaps
-        self.name = name
 
     def __repr__(self) -> str:
         state = self._state.value
@@ -185,13 +200,13 @@ class Stream:
         if self._state is not _OPEN:
             return
         buf = self._buf
-        if len(buf) >= self._maxsize:
+        if len(buf) >= self._full_at:
             policy = self._policy
             if policy == "drop_newest":
                 self._dropped += 1
                 return
             if policy != "block":
-                if buf.popleft() is GAP:
+                if (buf.evict() if buf.__class__ is TimedBuffer else buf.popleft()) is GAP:
                     self._gap_pending = True
                 else:
                     self._dropped += 1
@@ -334,20 +349,31 @@ class Stream:
         buf = self._buf
         if limit is not None and (limit.__class__ is not int or limit < 1):
             raise ValueError(f"limit must be an int >= 1 or None, not {limit!r}")
-        if not buf or self._lost or self._gap_pending or buf[0] is GAP:
+        if not buf or self._lost or self._gap_pending:
             return [self.receive_nowait()]  # raises: nothing to give, or a report first
-        if self.gaps == "raise":
-            batch = []
-            take = len(buf) if limit is None else limit
-            while buf and take and buf[0] is not GAP:
-                batch.append(buf.popleft())
-                take -= 1
-        elif limit is None or limit >= len(buf):
-            batch = list(buf)
+        if (
+            buf.__class__ is _Deque
+            and self.gaps != "raise"
+            and (limit is None or limit >= len(buf))
+        ):
+            batch = list(buf)  # a plain buffer with no gap marker: all of it
             buf.clear()
         else:
+            # One at a time (a timed or keyed buffer records or unkeys each).
+            batch = []
+            take = len(buf) if limit is None else limit
             popleft = buf.popleft
-            batch = [popleft() for _ in range(limit)]
+            while buf and take:
+                msg = popleft()
+                if msg is GAP:
+                    if not batch:
+                        raise ConnectionGap(
+                            "the connection was lost and replaced; messages may be missing"
+                        )
+                    buf.appendleft(msg)  # ends the batch; the next call raises it
+                    break
+                batch.append(msg)
+                take -= 1
         self._delivered += len(batch)
         if self._space is not None and len(buf) < self._maxsize:
             self._space.set()
@@ -429,59 +455,10 @@ class Stream:
 
     async def _wait(self) -> None:
         """Wait until ``_put`` or ``_wake`` is called (or a spurious wake)."""
-        self._reads = 0  # a wait lets other tasks run: no checkpoint due
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = (
-                asyncio.get_running_loop() if current_backend() == "asyncio" else False
-            )
-        if loop is False:
-            event = self._event
-            if event is None:
-                event = self._event = anyio.Event()
-            await event.wait()
-            return
-        fut = self._spare
-        if fut is not None:
-            self._spare = None
-            fut.__init__(loop=loop)  # type: ignore[misc]
-        else:
-            fut = loop.create_future()
-        event = self._event
-        if event is None or (event.__class__ is _Future and event.done()):
-            self._event = fut
-        elif event.__class__ is _Future:
-            self._event = Readers(self, [event, fut])
-        else:
-            event.futures.append(fut)
-        try:
-            await fut
-        except BaseException:
-            self._forget(fut)
-            raise
-        if REARM and fut.__class__ is _Future:
-            self._spare = fut  # awaited to the end: no one else holds it
+        await wait_for_put(self)
 
     def _forget(self, fut: asyncio.Future[None]) -> None:
-        """Drop a leaving reader's future; pass on a wake-up it received."""
-        event = self._event
-        if event is fut:
-            self._event = None
-        elif event is not None and event.__class__ is Readers:
-            if fut in event.futures:
-                event.futures.remove(fut)
-            if not event.futures:
-                self._event = None
-        if fut.done() and not fut.cancelled():
-            # Woken for a message, then cancelled before reading it: another
-            # reader must take it, or it would wait with a message buffered.
-            event = self._event
-            if event is not None:
-                self._event = None
-                if event.__class__ is Readers:
-                    event.set()
-                elif not event.done():
-                    event.set_result(None)
+        forget(self, fut)
 
     def __aiter__(self) -> Stream:
         return self
@@ -584,16 +561,31 @@ class Stream:
 
     @property
     def overflow(self) -> Overflow:
-        """The overflow policy: lag, drop_oldest, drop_newest or block."""
+        """The overflow policy: lag, drop_oldest, drop_newest, block or conflate."""
         return self._policy
 
     def statistics(self) -> StreamStatistics:
         """Return the stream's counters.
 
         Returns:
-            delivered, dropped, buffered (gap markers not counted) and peak.
+            delivered, dropped, buffered (gap markers not counted), peak, and
+            for ``"conflate"`` streams conflated and unkeyed.
         """
-        buffered = len(self._buf)
+        buf = self._buf
+        buffered = len(buf)
         if self.gaps == "raise" and buffered:
-            buffered -= sum(1 for m in self._buf if m is GAP)
-        return StreamStatistics(self._delivered, self._dropped, buffered, self._peak)
+            buffered -= sum(1 for m in buf if m is GAP)
+        latency = self._hist.snapshot() if self._hist is not None else None
+        if buf.__class__ is KeyedBuffer:
+            return StreamStatistics(
+                self._delivered,
+                self._dropped,
+                buffered,
+                self._peak,
+                buf.conflated,
+                buf.unkeyed,
+                latency,
+            )
+        return StreamStatistics(
+            self._delivered, self._dropped, buffered, self._peak, latency=latency
+        )

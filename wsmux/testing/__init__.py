@@ -4,8 +4,10 @@
 thread with its own event loop, so one object serves sync, asyncio and trio
 tests alike. It plays a small exchange: a scripted feed of Binance-style trades
 and depth diffs, subscriptions and requests, listen keys with expiry, and
-faults on command or on a schedule. It records every handshake, connection and
-client message so tests can check what a client did.
+faults on command or on a schedule, and an exchange's limits (streams per
+connection, connection attempts per window, inbound messages per second). It
+records every handshake, connection and client message so tests can check
+what a client did.
 
 Example::
 
@@ -23,15 +25,31 @@ blocking one and an ``*_async`` twin for asyncio or trio. In async code, leave
 the server with ``async with`` or :meth:`FeedServer.stop_async`: a blocking
 :meth:`FeedServer.stop` would keep the caller's loop from answering close frames.
 
-This package owns the server and nothing of the multiplexer: it imports
-websockets, anyio and orjson, never another part of wsmux. Start reading at
-``_server`` (the public controls), then ``_core`` (the loop thread, handshakes
-and connections), ``_feed`` and ``_generator`` (the scripted feed), ``_faults``
-(faults and schedules), ``_records`` (what is kept), ``_keys`` and ``_waiters``.
+:meth:`FeedServer.replay` serves a recording (``wsmux record``) instead of
+the scripted feed; :class:`ConnectProxy` is a small HTTP CONNECT proxy on
+127.0.0.1 for tests of ``Multiplexer(url, proxy=...)``. Every server here
+binds 127.0.0.1 unless its ``host`` argument says otherwise.
+
+This package owns the servers and nothing of the multiplexer: it imports
+websockets, anyio and orjson, and of wsmux only :mod:`wsmux._recfile` (the
+recording file format). Start reading at ``_server`` and ``_controls`` (the
+public controls), then ``_core`` (the loop thread, handshakes and
+connections), ``_limits`` (the exchange's limits), ``_feed`` and
+``_generator`` (the scripted feed), ``_replay`` (a recording as the feed),
+``_faults`` (faults and schedules), ``_records`` (what is kept), ``_keys``,
+``_waiters`` and ``_proxy``.
 """
 
 from ._faults import FAULTS
+from ._proxy import ConnectProxy, ConnectRequest
 from ._records import ConnectionRecord, FeedServerStats
 from ._server import FeedServer
 
-__all__ = ["FAULTS", "ConnectionRecord", "FeedServer", "FeedServerStats"]
+__all__ = [
+    "FAULTS",
+    "ConnectProxy",
+    "ConnectRequest",
+    "ConnectionRecord",
+    "FeedServer",
+    "FeedServerStats",
+]

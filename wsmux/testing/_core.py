@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import itertools
 import logging
+import math
 import random
 import threading
 import time
@@ -32,10 +33,13 @@ import anyio
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
 from websockets.http11 import Request, Response
 
 from ._generator import Frame, encode
-from ._keys import API_ENDPOINTS, ListenKeys, no_key_response
+from ._keys import API_ENDPOINTS, ListenKeys, json_response, no_key_response
+from ._limits import InboundMeter, Limits
 from ._live import HandshakeFaults, Live, answer, split_path
 from ._records import ConnectionRecord
 from ._waiters import Waiters
@@ -46,6 +50,13 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 logger = logging.getLogger("wsmux.testing")
+
+#: Client frames an exchange counts against a connection's inbound rate.
+_INBOUND = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.PING, Opcode.PONG})
+_REFUSALS = {
+    429: {"code": -1003, "msg": "Too many requests; connection attempts over the limit."},
+    418: {"code": -1003, "msg": "Way too many requests; IP banned."},
+}
 
 
 def _ignore(_: object = None) -> None:
@@ -77,6 +88,7 @@ class FeedCore:
         close_timeout: float,
         queue_size: int,
         serve_options: dict[str, Any],
+        limits: dict[str, Any],
     ) -> None:
         self.host, self.port = host, port
         self.close_timeout = close_timeout
@@ -95,6 +107,7 @@ class FeedCore:
         self.schedules: dict[int, asyncio.Task[None]] = {}
         self.counts: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
+        self.limits = Limits(self.counts, **limits)
         # Server thread only.
         self.rng = random.Random(seed)  # the feed's garbage and every fault draw from it
         self.handshake_faults = HandshakeFaults()
@@ -104,6 +117,9 @@ class FeedCore:
         self._pending: weakref.WeakKeyDictionary[ServerConnection, ConnectionRecord]
         self._pending = weakref.WeakKeyDictionary()
         self._all_conns: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
+        self._meters: weakref.WeakKeyDictionary[
+            ServerConnection, tuple[InboundMeter, ConnectionRecord]
+        ] = weakref.WeakKeyDictionary()
         self._changed = asyncio.Event()
         # Lifecycle.
         self.thread: threading.Thread | None = None
@@ -238,12 +254,17 @@ class FeedCore:
 
     async def _main(self) -> None:
         self._stop_event, self._changed = asyncio.Event(), asyncio.Event()
-        registry = self._all_conns
+        registry, inbound = self._all_conns, self._inbound
 
         class TrackedConnection(ServerConnection):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
                 super().connection_made(transport)
                 registry.add(self)
+
+            def process_event(self, event: Any) -> None:
+                super().process_event(event)
+                if isinstance(event, WsFrame) and event.opcode in _INBOUND:
+                    inbound(self)
 
         try:
             server = await serve(
@@ -320,6 +341,16 @@ class FeedCore:
             self.handshake_times.append(now)
         self._pending[conn] = rec
         self.waiters.notify()
+        refusal = self.limits.admit(now)
+        if refusal is not None:
+            code, wait = refusal
+            response = json_response(conn, code, _REFUSALS[code])
+            # Rounded up: a client that waits exactly this long is admitted.
+            response.headers["Retry-After"] = f"{math.ceil(wait * 1000) / 1000:.3f}"
+            return response
+        if self.limits.over_topics(set(), topics):
+            return json_response(conn, 400, {"code": 2, "msg": "Max number of streams exceeded"})
+        self._meters[conn] = (self.limits.meter(), rec)
         armed = self.handshake_faults
         left, seconds = armed.delay
         if left > 0 and seconds > 0:
@@ -372,7 +403,7 @@ class FeedCore:
             return
         with self.waiters.lock:
             self.live[rec.id] = live
-        live.writer = writer = asyncio.create_task(live.write(self.counts))
+        live.writer = writer = asyncio.create_task(live.write(self.counts, self.rng))
         self.on_open(live)
         self.signal_changed()
         self.waiters.notify()
@@ -408,10 +439,24 @@ class FeedCore:
             live.rec.messages.append(msg)
             self.client_messages.append(msg)
         if isinstance(msg, dict):
-            reply = answer(live, msg)
+            reply = answer(live, msg, self.limits)
             if reply is not None:
                 self.enqueue(live, encode(reply))
         self.waiters.notify()
+
+    def _inbound(self, conn: ServerConnection) -> None:
+        """Count one inbound message; close a connection over its inbound rate (1008)."""
+        entry = self._meters.get(conn)
+        if entry is None:
+            return
+        meter, rec = entry
+        over = meter.hit(time.monotonic())
+        rec.inbound, rec.max_inbound_per_window = meter.total, meter.peak
+        if over:
+            del self._meters[conn]  # counted once; the close is on its way
+            self.counts["inbound_rate_closes"] += 1
+            self.spawn(conn.close(1008, "Too many requests"))
+            self.waiters.notify()
 
     # ------------------------------------------------------------- sending
 
@@ -423,7 +468,7 @@ class FeedCore:
             live.rec.dropped += 1
             self.counts["dropped"] += 1
             return False
-        live.queue.put_nowait(frame)
+        live.put_nowait(frame)
         return True
 
     def targets(self, conn: int | None) -> list[Live]:

@@ -103,6 +103,15 @@ class Faults:
         core.counts["garbage_sent"] += len(lives)
         return core.count("garbage", lives)
 
+    def delay(self, conn: int | None, fixed: float = 0.0, jitter: float = 0.0) -> int:
+        lives = self._core.targets(conn)
+        with self._core.waiters.lock:
+            for live in lives:
+                live.rec.delay = (fixed, jitter)
+        for live in lives:
+            live.retimed.set()
+        return self._core.count("delay", lives) if fixed or jitter else len(lives)
+
     # ----------------------------------------------------------- handshakes
 
     def arm_refuse(

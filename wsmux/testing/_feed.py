@@ -135,7 +135,7 @@ class FeedRunner:
 
     async def _put(self, live: Live, frame: Frame, wait: bool) -> bool:
         if wait and not live.muted and live.queue.full():
-            await live.queue.put(frame)  # as fast as the socket allows: backpressure
+            await live.put(frame)  # as fast as the socket allows: backpressure
             return True
         return self._core.enqueue(live, frame)
 

@@ -31,13 +31,20 @@ class ConnectionRecord:
         close_code: Close code seen by the server (1006 when the TCP link died).
         close_reason: Close reason seen by the server.
         messages: Messages from the client, parsed JSON when possible, else raw.
-        subscriptions: Topics subscribed, as the client wrote them.
+        subscriptions: Topics subscribed, as the client wrote them (a
+            subscribe refused for ``max_topics_per_connection`` adds none).
         sent: Frames written to this connection.
         garbage: Garbage frames among them.
         dropped: Frames dropped because the client did not read fast enough.
         last_seq: ``seq`` of the last feed message queued for this connection.
         silent: The connection is silenced (no data, pings still answered).
         half_open: The server stopped reading (pings go unanswered, no data).
+        delay: ``(fixed, jitter)`` seconds each frame waits before it is sent
+            (see ``FeedServer.delay``); ``(0.0, 0.0)`` when not delayed.
+        inbound: Messages from the client that count against an exchange's
+            inbound rate: data frames, pings and pongs.
+        max_inbound_per_window: Most of them seen within one window (the
+            window of ``inbound_rate_limit``, else 1 s).
     """
 
     id: int
@@ -57,6 +64,9 @@ class ConnectionRecord:
     last_seq: int = 0
     silent: bool = False
     half_open: bool = False
+    delay: tuple[float, float] = (0.0, 0.0)
+    inbound: int = 0
+    max_inbound_per_window: int = 0
 
     @property
     def accepted(self) -> bool:
@@ -104,6 +114,19 @@ class FeedServerStats:
         dropped: Frames dropped because a client did not read fast enough.
         client_messages: Messages received from clients.
         faults: Faults applied, by name (``"drop"``, ``"refuse"``, ...).
+        connect_attempts: Websocket handshake attempts counted against
+            ``connect_limit`` (every attempt, refused ones too).
+        connect_rate_limited: Handshakes answered 429 (over ``connect_limit``).
+        connect_banned: Handshakes answered 418 (no back-off after a 429).
+        connect_window_max: Most attempts seen within one ``connect_limit``
+            window (0 without a limit): at most the limit means the budget
+            was never exceeded.
+        over_limit_errors: Subscribes (or handshakes naming streams) refused
+            for ``max_topics_per_connection``.
+        inbound_rate_closes: Connections closed with 1008 for exceeding
+            ``inbound_rate_limit``.
+        max_inbound_per_window: Most inbound messages one connection sent
+            within one window, over all connections so far.
     """
 
     handshakes: int
@@ -118,3 +141,10 @@ class FeedServerStats:
     dropped: int
     client_messages: int
     faults: Mapping[str, int]
+    connect_attempts: int = 0
+    connect_rate_limited: int = 0
+    connect_banned: int = 0
+    connect_window_max: int = 0
+    over_limit_errors: int = 0
+    inbound_rate_closes: int = 0
+    max_inbound_per_window: int = 0

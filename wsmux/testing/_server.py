@@ -1,35 +1,37 @@
 """The public face of the feed server: :class:`FeedServer`.
 
 It holds three objects and adds the documented controls, argument checks and
-waits: the :class:`~._core.FeedCore` (thread, loop, connections, counters),
-the :class:`~._feed.FeedRunner` and the :class:`~._faults.Faults`. Every
-control runs on the server loop through ``FeedCore.call``.
+waits: the :class:`~._core.FeedCore` (thread, loop, connections, counters,
+and the exchange's :class:`~._limits.Limits`), the :class:`~._feed.FeedRunner`
+and the :class:`~._faults.Faults`, whose controls it inherits from
+:class:`~._controls.FaultControls`. Every control runs on the server loop
+through ``FeedCore.call``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Sequence
-from http import HTTPStatus
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self
 
-from websockets.exceptions import ProtocolError
-from websockets.frames import Close
-
+from ._controls import FaultControls
 from ._core import FeedCore
-from ._faults import FAULTS, Faults
+from ._faults import Faults
 from ._feed import FeedRunner
-from ._generator import KINDS, FeedSpec, encode
+from ._generator import KINDS, FeedSpec, encode, normalize_topic
+from ._limits import check_limit
 from ._records import ConnectionRecord, FeedServerStats
+from ._replay import Replay
 
 __all__ = ["FeedServer"]
 
 logger = logging.getLogger("wsmux.testing")
 
 
-class FeedServer:
+class FeedServer(FaultControls):
     """A scriptable exchange-like websocket server on 127.0.0.1, for tests.
 
     Paths: ``/ws/<listenKey>`` opens a user-data stream (unknown key: 401);
@@ -42,7 +44,23 @@ class FeedServer:
 
     Control calls that name a connection take its id (``conn=``); None means
     every open connection. They return how many connections they affected.
+    :meth:`open_connections` finds the id of a connection by topic or path.
+
+    Exchange limits, off by default, behave as Binance's do:
+    ``max_topics_per_connection`` answers a ``SUBSCRIBE`` that would go over
+    it with ``{"error": {"code": 2, "msg": "Max number of streams exceeded"},
+    "id": <id>}`` and adds none of its topics; ``connect_limit=(n, seconds)``
+    answers handshake attempts over ``n`` per sliding window with 429 and
+    ``Retry-After``, and an attempt before that time with 418 (banned for one
+    window); ``inbound_rate_limit=(n, seconds)`` closes a connection that
+    sends more than ``n`` messages (data frames, pings, pongs) within the
+    window with 1008 ``"Too many requests"``. :meth:`stats` counts each, so a
+    test can show from the server's own counters that a budget held.
+    :meth:`delay` adds latency and jitter to one connection.
     """
+
+    #: The playback of a :meth:`replay` server (progress, duration), else None.
+    replaying: Replay | None = None
 
     def __init__(
         self,
@@ -63,6 +81,10 @@ class FeedServer:
         compression: str | None = None,
         close_timeout: float = 1.0,
         queue_size: int = 4096,
+        # Exchange limits
+        max_topics_per_connection: int | None = None,
+        connect_limit: tuple[int, float] | None = None,
+        inbound_rate_limit: tuple[int, float] | None = None,
     ) -> None:
         """Configure the server; nothing runs until :meth:`start`.
 
@@ -85,9 +107,20 @@ class FeedServer:
             close_timeout: Seconds to wait for a client's close frame.
             queue_size: Frames buffered per connection before feed messages
                 are dropped for a client that does not read.
+            max_topics_per_connection: Streams one connection may carry
+                (Binance: 1024, 200 on options); None: no cap.
+            connect_limit: ``(attempts, seconds)``: websocket handshake
+                attempts allowed within any window of ``seconds``, over all
+                connections (Binance: ``(300, 300.0)``); None: no limit.
+            inbound_rate_limit: ``(messages, seconds)`` one connection may
+                send within any window (Binance spot: ``(5, 1.0)``); None:
+                counted (see ``ConnectionRecord.max_inbound_per_window``), never
+                enforced.
 
         Raises:
-            ValueError: If ``symbols`` or ``kinds`` is empty or invalid.
+            ValueError: If ``symbols`` or ``kinds`` is empty or invalid, or a
+                limit is out of range.
+            TypeError: If a limit has the wrong type.
         """
         if isinstance(symbols, int):
             if symbols < 1:
@@ -95,6 +128,18 @@ class FeedServer:
             symbols = [f"SYM{i}" for i in range(symbols)]
         if not symbols or not kinds or not set(kinds) <= KINDS:
             raise ValueError(f"need at least one symbol and kinds from {sorted(KINDS)}")
+        if max_topics_per_connection is not None:
+            if isinstance(max_topics_per_connection, bool) or not isinstance(
+                max_topics_per_connection, int
+            ):
+                raise TypeError("max_topics_per_connection must be an int or None")
+            if max_topics_per_connection < 1:
+                raise ValueError("max_topics_per_connection must be at least 1")
+        limits = {
+            "max_topics": max_topics_per_connection,
+            "connect_limit": check_limit("connect_limit", connect_limit),
+            "inbound_rate_limit": check_limit("inbound_rate_limit", inbound_rate_limit),
+        }
         self._core = core = FeedCore(
             host,
             port,
@@ -109,12 +154,35 @@ class FeedServer:
                 "compression": compression,
                 "close_timeout": close_timeout,
             },
+            limits=limits,
         )
         self._feed = FeedRunner(core, symbols, kinds, seed, require_subscribe)
-        self._faults = Faults(core)
+        super().__init__(core, Faults(core))
         core.on_open = self._feed.connection_opened
         core.http_routes["depth"] = self._feed.depth_response
         core.on_shutdown = self._feed.forget
+
+    @classmethod
+    def replay(cls, path: str | os.PathLike[str], speed: float | str = 1.0, **options: Any) -> Self:
+        """A server that serves a recording (``wsmux record``) as a live feed.
+
+        Frames go to every market connection in order, spacing divided by
+        ``speed``; a slow client slows the playback, never loses frames. It
+        starts at the first market connection, once per start (:attr:`replaying`).
+
+        Args:
+            path: The recording (``.zst``: zstd-compressed).
+            speed: 1.0 real time, 10 ten times faster, 0 or ``"max"`` flat out.
+            **options: Other :class:`FeedServer` arguments (``host``, ``port``).
+
+        Raises:
+            ValueError: A bad ``speed``, or the file is not a wsmux recording.
+            OSError: The file cannot be read.
+            ImportError: A ``.zst`` file and zstandard is missing.
+        """
+        server = cls(**options)
+        server.replaying = Replay(server._core, path, speed)
+        return server
 
     # ------------------------------------------------------------ lifecycle
 
@@ -389,162 +457,6 @@ class FeedServer:
         """Keys valid now."""
         return self._core.call(lambda: list(self._core.keys))
 
-    # --------------------------------------------------------------- faults
-
-    def close_connections(self, code: int = 1000, reason: str = "", conn: int | None = None) -> int:
-        """Close with a close frame, after the frames already queued (up to 1 s).
-
-        Raises:
-            ValueError: If ``code`` may not be sent in a close frame.
-            LookupError: If ``conn`` was never seen.
-        """
-        try:
-            Close(code, reason).check()
-        except ProtocolError as exc:
-            raise ValueError(f"close code {code} cannot be sent") from exc
-        return self._core.call(self._faults.close, conn, code, reason)
-
-    def drop(self, conn: int | None = None) -> int:
-        """Drop the TCP connection without a close frame (``transport.abort()``).
-
-        Raises:
-            LookupError: If ``conn`` was never seen.
-        """
-        return self._core.call(self._faults.drop, conn)
-
-    def silence(self, seconds: float | None = None, conn: int | None = None) -> int:
-        """Send no data (pings are still answered) for ``seconds``, or until :meth:`resume`.
-
-        Raises:
-            LookupError: If ``conn`` was never seen.
-        """
-        return self._core.call(self._faults.silence, conn, seconds)
-
-    def half_open(self, seconds: float | None = None, conn: int | None = None) -> int:
-        """Stop reading the socket: pings go unanswered and no data is sent.
-
-        After ``seconds`` the TCP connection is aborted, as a NAT forgetting it
-        would; None keeps it until :meth:`resume` or :meth:`stop`.
-
-        Raises:
-            LookupError: If ``conn`` was never seen.
-        """
-        return self._core.call(self._faults.half_open, conn, seconds)
-
-    def resume(self, conn: int | None = None) -> int:
-        """Undo :meth:`silence` and :meth:`half_open`.
-
-        Raises:
-            LookupError: If ``conn`` was never seen.
-        """
-        return self._core.call(self._faults.resume, conn)
-
-    def send_garbage(
-        self,
-        kind: Literal["text", "binary", "oversize"] = "text",
-        *,
-        size: int = 2**20 + 1,
-        conn: int | None = None,
-    ) -> int:
-        """Queue a garbage frame: non-JSON text, random binary, or ``size`` bytes of JSON.
-
-        Raises:
-            ValueError: If ``kind`` is unknown or ``size`` too small.
-            LookupError: If ``conn`` was never seen.
-        """
-        return self._core.call(self._faults.garbage, conn, kind, size)
-
-    def refuse(
-        self, count: int | None = 1, status: int = 503, retry_after: float | None = None
-    ) -> None:
-        """Refuse the next ``count`` handshakes (None: all, 0: stop) with an HTTP status.
-
-        Args:
-            count: Handshakes to refuse.
-            status: HTTP status, such as 503, 429, 401 or 403.
-            retry_after: Value of a ``Retry-After`` header, in seconds.
-
-        Raises:
-            ValueError: If ``status`` is not an HTTP status a refusal can use.
-        """
-        if status < 300 or status not in HTTPStatus.__members__.values():
-            raise ValueError(f"cannot refuse a handshake with HTTP status {status}")
-        left = math.inf if count is None else count
-        self._core.call(self._faults.arm_refuse, left, status, retry_after)
-
-    def delay_handshake(self, seconds: float, count: int | None = None) -> None:
-        """Hold the next ``count`` handshakes (None: all) for ``seconds``; 0 turns it off."""
-        left = math.inf if count is None else count
-        self._core.call(self._faults.arm_delay, seconds, left)
-
-    def accept_then_drop(self, count: int | None = 1) -> None:
-        """Accept the next ``count`` handshakes (None: all, 0: stop), then drop each at once."""
-        self._core.call(self._faults.arm_drop, math.inf if count is None else count)
-
-    def schedule(
-        self,
-        fault: str | Sequence[str],
-        *,
-        every: float,
-        jitter: float = 0.0,
-        count: int | None = None,
-        target: int | Literal["all", "random"] = "random",
-        **options: Any,
-    ) -> int:
-        """Apply a fault repeatedly, every ``every`` +/- ``jitter`` seconds.
-
-        Args:
-            fault: A name from :data:`FAULTS`, or several to pick one at random
-                each time (a random-faults mode for soak tests).
-            every: Mean interval in seconds.
-            jitter: Uniform jitter added to each interval.
-            count: Faults to apply before the schedule ends; None: until cancelled.
-            target: A connection id, ``"all"`` open connections, or one at
-                ``"random"`` (ticks with no open connection are skipped).
-            **options: Passed to each fault that accepts them (``code``,
-                ``seconds``, ``kind``, ``status``, ...).
-
-        Returns:
-            A schedule id for :meth:`cancel_schedule`.
-
-        Raises:
-            ValueError: If a fault or an option is unknown, or ``every <= 0``.
-            RuntimeError: If the server is not running.
-        """
-        names = (fault,) if isinstance(fault, str) else tuple(fault)
-        if not names or not set(names) <= FAULTS.keys():
-            raise ValueError(f"faults must be from {sorted(FAULTS)}")
-        if not set(options) <= set().union(*(FAULTS[n] for n in names)):
-            raise ValueError(f"unexpected options for {names}: {sorted(options)}")
-        if every <= 0 or jitter < 0:
-            raise ValueError("every must be > 0 and jitter >= 0")
-        if "seconds" not in options and any("seconds" in FAULTS[n] for n in names):
-            options["seconds"] = every  # a silence lasts until about the next tick
-        self._core.require_running()
-        return self._core.call(
-            self._faults.add_schedule, names, every, jitter, count, target, options
-        )
-
-    def chaos(self, *, every: float = 0.5, jitter: float = 0.25, count: int | None = None) -> int:
-        """Random faults on random connections: close, drop, silence, garbage, half-open.
-
-        Returns:
-            A schedule id for :meth:`cancel_schedule`.
-        """
-        faults = ("close", "drop", "silence", "garbage", "half_open")
-        return self.schedule(
-            faults, every=every, jitter=jitter, count=count, code=1011, seconds=2 * every
-        )
-
-    def cancel_schedule(self, schedule_id: int | None = None) -> None:
-        """Cancel one schedule, or all of them."""
-        self._core.call(self._faults.cancel_schedules, schedule_id)
-
-    def active_schedules(self) -> list[int]:
-        """Ids of the schedules still running."""
-        with self._core.waiters.lock:
-            return list(self._core.schedules)
-
     # -------------------------------------------------------------- records
 
     def stats(self) -> FeedServerStats:
@@ -565,6 +477,15 @@ class FeedServer:
                 dropped=c["dropped"],
                 client_messages=len(core.client_messages),
                 faults=dict(core.faults),
+                connect_attempts=c["connect_attempts"],
+                connect_rate_limited=c["connect_rate_limited"],
+                connect_banned=c["connect_banned"],
+                connect_window_max=core.limits.connect_window_max,
+                over_limit_errors=c["over_limit_errors"],
+                inbound_rate_closes=c["inbound_rate_closes"],
+                max_inbound_per_window=max(
+                    (r.max_inbound_per_window for r in core.records), default=0
+                ),
             )
 
     def records(self) -> list[ConnectionRecord]:
@@ -583,10 +504,26 @@ class FeedServer:
                 raise LookupError(f"no connection #{conn}")
             return self._core.records[conn - 1]
 
-    def open_connections(self) -> list[ConnectionRecord]:
-        """Records of the connections open now, oldest first."""
+    def open_connections(
+        self, *, topic: str | None = None, path: str | None = None
+    ) -> list[ConnectionRecord]:
+        """Records of the connections open now, oldest first; ``.id`` names one for a control.
+
+        Args:
+            topic: Only connections subscribed to this topic (``"sym3@trade"``;
+                case of the symbol ignored), by ``SUBSCRIBE`` or in the URL.
+            path: Only connections whose request path and query contain this.
+
+        Returns:
+            The records, oldest connection first.
+        """
+        want = None if topic is None else normalize_topic(topic)
         with self._core.waiters.lock:
-            return [live.rec for live in self._core.live.values()]
+            return [
+                live.rec
+                for live in self._core.live.values()
+                if (want is None or want in live.topics) and (path is None or path in live.rec.path)
+            ]
 
     def handshake_times(self) -> list[float]:
         """:func:`time.monotonic` times of every handshake attempt, to count attempts per second."""

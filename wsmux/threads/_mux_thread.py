@@ -33,7 +33,7 @@ from ..fanout import handler_name as _name
 from ..fanout import is_async_callable as _is_async
 from ..fanout._handlers import decorator
 from ..fanout._match import Filters
-from ..fanout._stream import Overflow
+from ..fanout._stream import Key, Overflow
 from ._handler_thread import HandlerThreads
 from ._loop_thread import LoopThread
 from ._thread_stream import ThreadStream
@@ -188,17 +188,21 @@ class MuxThread:
         topics: Iterable[str] = (),
         name: str | None = None,
         timeout: float | None = None,
+        key: Key | None = None,
     ) -> ThreadStream:
         """Open a stream of the messages the filter selects, readable from this thread.
 
         Args:
             filters: As for ``Multiplexer.stream_filter``.
             maxsize: The most messages buffered for this stream.
-            overflow: ``"lag"``, ``"drop_oldest"``, ``"drop_newest"`` or ``"block"``.
+            overflow: ``"lag"``, ``"drop_oldest"``, ``"drop_newest"``, ``"block"``
+                or ``"conflate"`` (with ``key``).
             gaps: ``"raise"`` to get ConnectionGap at an unplanned reconnect.
             topics: Topics this stream needs (subscribed while it is open).
             name: A label for the stream's repr.
             timeout: Default seconds each read waits before TimeoutError.
+            key: The conflation key (``overflow="conflate"`` only), as for
+                ``Multiplexer.stream_filter``.
 
         Returns:
             The stream, already receiving.
@@ -209,7 +213,13 @@ class MuxThread:
         """
         stream = self._bridge.run_sync(
             lambda: self.mux.stream_filter(
-                filters, maxsize=maxsize, overflow=overflow, gaps=gaps, topics=topics, name=name
+                filters,
+                maxsize=maxsize,
+                overflow=overflow,
+                gaps=gaps,
+                topics=topics,
+                name=name,
+                key=key,
             )
         )
         return ThreadStream(self, stream, timeout)
@@ -247,6 +257,7 @@ class MuxThread:
         maxsize: int = 1024,
         overflow: Overflow = "lag",
         inline: bool = False,
+        key: Key | None = None,
     ) -> None:
         """Call ``fn(msg)`` for each message the filter selects.
 
@@ -263,6 +274,8 @@ class MuxThread:
             maxsize: Buffer size (not for inline handlers).
             overflow: Overflow policy (not for inline handlers).
             inline: Run a plain function on the multiplexer's loop.
+            key: The conflation key (``overflow="conflate"``; not for inline
+                handlers).
 
         Raises:
             TypeError: ``fn`` is not callable or the filter is malformed.
@@ -275,11 +288,15 @@ class MuxThread:
 
         if inline or _is_async(fn):
             self._bridge.run_sync(
-                lambda: self.mux.add_handler(fn, filters, maxsize=maxsize, overflow=overflow)
+                lambda: self.mux.add_handler(
+                    fn, filters, maxsize=maxsize, overflow=overflow, key=key
+                )
             )
             self._loop_handlers.add(fn)
             return
-        stream = self.stream_filter(filters, maxsize=maxsize, overflow=overflow, name=_name(fn))
+        stream = self.stream_filter(
+            filters, maxsize=maxsize, overflow=overflow, name=_name(fn), key=key
+        )
         self._threads.add(fn, stream)
 
     def remove_handler(self, fn: Callable[..., Any]) -> None:
