@@ -472,14 +472,14 @@ async def _close_if_cancelled(connect: Coroutine[Any, Any, Any], limit: float) -
 
     picows leaves the socket of a connect cancelled mid-handshake open (an
     exit right after start, say): the connect is let finish, for at most
-    ``limit`` seconds, and its connection closed, before the cancellation
-    goes on.
+    ``limit`` seconds (and a quarter of a second: an exit must stay
+    prompt), and its connection closed, before the cancellation goes on.
     """
     task = asyncio.ensure_future(connect)
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(limit):
+        with anyio.CancelScope(shield=True), anyio.move_on_after(min(limit, 0.25)):
             try:
                 transport, _ = await task
             except BaseException:
