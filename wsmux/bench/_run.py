@@ -100,8 +100,9 @@ def run_bench(
     Args:
         messages: Messages per burst (scenario ``d`` uses a tenth).
         repeat: Timed repetitions per scenario, after one warm-up.
-        quick: A tiny run for tests: few messages, one repetition, small
-            latency and memory probes. Overrides ``messages`` and ``repeat``.
+        quick: A tiny run for tests: few messages, one repetition and no
+            warm-up, small latency and memory probes. Overrides ``messages``
+            and ``repeat``.
         scenarios: Names to run (default: every scenario of
             :data:`~wsmux.bench._scenarios.SCENARIOS`). The baseline always runs.
         latency: Measure the paced-feed latency.
@@ -141,7 +142,7 @@ def run_bench(
     names = ["baseline", *[x for x in names if x not in ("baseline", "pool")]]
     lat: dict[str, dict[str, float]] = {}
     with _feed_server() as port:
-        scen = run_throughput(port, messages, repeat, names, progress, loop)
+        scen = run_throughput(port, messages, repeat, names, progress, loop, warmup=not quick)
         if latency:
             auto = any(r.name == "f" and r.transport == "picows" for r in scen)
             lat = run_latency(port, 500 if quick else 6000, progress, loop, auto=auto)

@@ -279,6 +279,7 @@ def run_throughput(
     names: list[str],
     progress: Callable[[str], None],
     loop: str = "asyncio",
+    warmup: bool = True,
 ) -> list[ScenarioResult]:
     """Run the named scenarios (the baseline always), interleaved, and summarise.
 
@@ -289,6 +290,7 @@ def run_throughput(
         names: The scenarios to run.
         progress: Called with one line per repetition.
         loop: The event loop: ``"asyncio"`` or ``"uvloop"``.
+        warmup: Run each scenario once, untimed, first.
 
     Returns:
         One result per scenario, the baseline first.
@@ -318,9 +320,10 @@ def run_throughput(
 
     async def main() -> None:
         # Warm-up: build every burst on the server, warm caches and the allocator.
-        progress("warm-up")
-        for name in results:
-            await one(name, record=False)
+        if warmup:
+            progress("warm-up")
+            for name in results:
+                await one(name, record=False)
         for rep in range(repeat):
             for name in results:
                 await one(name, record=True)
