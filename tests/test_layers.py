@@ -203,6 +203,34 @@ def test_the_pool_sits_above_connection_and_fanout(graph: Graph) -> None:
     assert not bad, "layer violations around the pool:\n  " + "\n  ".join(bad)
 
 
+def test_nats_sits_above_the_core(graph: Graph) -> None:
+    """wsmux.nats builds on the fan-out layer and the front object; the core
+    never imports it (only the package's public names and the tools do), and
+    it reaches no connection, thread or tool module directly."""
+    allowed_users = ("wsmux", "wsmux.nats", "wsmux.cli", "wsmux.bench", "wsmux.__main__")
+    bad = [
+        f"{src} -> {dst}"
+        for src, dst in edges(graph)
+        if under(dst, "wsmux.nats") and not (src == "wsmux" or under(src, *allowed_users[1:]))
+    ]
+    bad += [
+        f"{src} -> {dst}"
+        for src, dst in edges(graph)
+        if under(src, "wsmux.nats")
+        and under(
+            dst,
+            "wsmux.connection",
+            "wsmux.threads",
+            "wsmux.testing",
+            "wsmux.cli",
+            "wsmux.bench",
+            "wsmux.compat",
+            "wsmux.book",
+        )
+    ]
+    assert not bad, "wsmux.nats is out of its layer:\n  " + "\n  ".join(bad)
+
+
 # -- the checker itself, on a package made for it --------------------------------------
 
 

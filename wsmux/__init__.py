@@ -12,7 +12,9 @@ Public names live here; the subpackages behind them are private, one per layer
   the supervisor reports to; options, exceptions, logging;
 * :mod:`wsmux.pool`: several supervised connections into one hub
   (sharding topics, shared limits, redundant copies merged by id);
-* :mod:`wsmux.threads`: a multiplexer on its own loop thread.
+* :mod:`wsmux.threads`: a multiplexer on its own loop thread;
+* :mod:`wsmux.nats`: a bridge onto NATS/JetStream and remote streams (the
+  ``nats`` extra, imported lazily: ``import wsmux`` works without it).
 
 :mod:`wsmux.testing` holds a local feed server, :mod:`wsmux.compat` the
 AsyncWebsocketStreamInterface API; ``wsmux.cli``, ``wsmux.bench`` and
@@ -50,6 +52,14 @@ from .fanout._hub import Hub
 from .fanout._latency import LatencyHistogram, LatencyStats
 from .fanout._messages import Messages
 from .fanout._stream import Overflow, Stream, StreamStatistics
+from .nats import (
+    Bridge,
+    BridgeStats,
+    JetStreamConfig,
+    RemoteMultiplexer,
+    RemoteStats,
+    SubjectTemplate,
+)
 from .pool import ConnectBudget, Pool, PoolConnection
 from .threads._mux_thread import MuxThread, ThreadStream, run_in_thread
 
@@ -59,6 +69,8 @@ __all__ = [
     "BinanceSpotRule",
     "BookStatistics",
     "BookSync",
+    "Bridge",
+    "BridgeStats",
     "ConnectBudget",
     "ConnectError",
     "Connection",
@@ -66,6 +78,7 @@ __all__ = [
     "ContiguousRule",
     "FatalConnectError",
     "Hub",
+    "JetStreamConfig",
     "LatencyHistogram",
     "LatencyStats",
     "Messages",
@@ -80,6 +93,8 @@ __all__ = [
     "Pool",
     "PoolConnection",
     "Recorder",
+    "RemoteMultiplexer",
+    "RemoteStats",
     "RequestTimeout",
     "RetriesExhausted",
     "State",
@@ -87,6 +102,7 @@ __all__ = [
     "StreamClosed",
     "StreamLagged",
     "StreamStatistics",
+    "SubjectTemplate",
     "SyncRule",
     "ThreadStream",
     "WsmuxError",

@@ -19,6 +19,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXPECTED = {
     "binance_arrays.py": "miniTicker BTCUSDT",
     "binance_user_data.py": "order BTCUSDT FILLED",
+    "fleet.py": "consumer 2:",  # a bridge, a local nats-server, three consumer processes
     "order_book.py": "resyncs",
     "typed_messages.py": "vwap",
     "handlers_subscriptions.py": "subscribed to",

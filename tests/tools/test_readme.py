@@ -40,6 +40,7 @@ import pytest
 
 import wsmux
 import wsmux.bench._run
+import wsmux.cli._bridge
 import wsmux.cli._demo
 import wsmux.cli._record
 import wsmux.cli._replay
@@ -190,6 +191,7 @@ def test_command_lines_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wsmux.bench._run, "_main", fake("bench"))
     monkeypatch.setattr(wsmux.cli._record, "_record", fake("record"))
     monkeypatch.setattr(wsmux.cli._replay, "_replay", fake("replay"))
+    monkeypatch.setattr(wsmux.cli._bridge, "_bridge", fake("bridge"))
     commands = command_lines()
     assert {argv[0] for _, argv in commands} >= {"tap", "demo", "bench"}, commands
     for page, argv in commands:

@@ -96,6 +96,7 @@ class BenchResult:
         targets: The issue's targets, met or missed.
         noise: The largest spread of any scenario.
         seconds: Wall time of the whole run.
+        nats: The end-to-end NATS scenario (:mod:`wsmux.bench._nats`), if run.
     """
 
     machine: dict[str, Any]
@@ -107,6 +108,7 @@ class BenchResult:
     targets: list[Target]
     noise: float
     seconds: float
+    nats: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as plain JSON-ready data.
@@ -239,6 +241,10 @@ def format_table(result: BenchResult) -> str:
                 f"  p90 {v['p90_us']:>5.0f}  p99 {v['p99_us']:>5.0f}"
                 f"  p99.9 {v.get('p999_us', 0.0):>6.0f}  ({int(v['samples'])} samples)"
             )
+    if result.nats:
+        from ._nats import format_nats
+
+        lines += ["", format_nats(result.nats)]
     noise = result.noise
     word = "quiet" if noise < 0.05 else "moderately noisy" if noise < 0.15 else "noisy"
     lines += [

@@ -104,7 +104,9 @@ def run_bench(
             warm-up, small latency and memory probes. Overrides ``messages``
             and ``repeat``.
         scenarios: Names to run (default: every scenario of
-            :data:`~wsmux.bench._scenarios.SCENARIOS`). The baseline always runs.
+            :data:`~wsmux.bench._scenarios.SCENARIOS`). And ``nats`` (end to end through a local
+            nats-server, not in a quick run) when nats-py and nats-server
+            are. The baseline always runs.
         latency: Measure the paced-feed latency.
         memory: Measure idle streams and a stalled consumer.
         progress: Called with one line per step (default: stderr).
@@ -135,6 +137,10 @@ def run_bench(
     if quick:
         messages, repeat = 2000, 1
     names = scenarios or default_names()
+    from ._nats import available as have_nats
+
+    with_nats = "nats" in names or (scenarios is None and not quick and have_nats())
+    names = [x for x in names if x != "nats"]
     unknown = sorted(set(names) - {s.name for s in SCENARIOS} - {"pool"})
     if unknown:
         raise ValueError(f"unknown scenario(s): {', '.join(unknown)}")
@@ -146,6 +152,11 @@ def run_bench(
         if latency:
             auto = any(r.name == "f" and r.transport == "picows" for r in scen)
             lat = run_latency(port, 500 if quick else 6000, progress, loop, auto=auto)
+        nats: dict[str, Any] = {}
+        if with_nats:  # feed -> bridge -> nats-server -> consumer processes
+            from ._nats import run_nats
+
+            nats = run_nats(port, 2000 if quick else 50_000, progress)
     if pool:
         for key, value in run_pool_latency(300 if quick else 3000, progress=progress).items():
             lat[f"pool {key}"] = value
@@ -167,6 +178,7 @@ def run_bench(
         targets=check_targets(by_name, lat, mem),
         noise=max((r.spread for r in scen), default=0.0),
         seconds=time.perf_counter() - began,
+        nats=nats,
     )
 
 
@@ -209,7 +221,7 @@ def add_parser(sub: Any) -> None:
     names = ",".join(s.name for s in SCENARIOS)
     parser.add_argument(
         "--scenarios",
-        help=f"comma-separated subset of {names}, and pool (redundancy latency)",
+        help=f"comma-separated subset of {names}, nats (the nats extra), pool (redundancy latency)",
     )
     parser.add_argument(
         "--loop",

@@ -1,4 +1,4 @@
-"""The ``wsmux`` command line: tap, demo, record, replay (``bench``: :mod:`wsmux.bench`).
+"""The ``wsmux`` command line: tap, demo, record, replay, bridge (``bench``: :mod:`wsmux.bench`).
 
 A tool: nothing in the core imports it. It may import wsmux's public names
 (``from wsmux import ...``), :mod:`wsmux._log`, :mod:`wsmux._exceptions` and
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _demo, _record, _replay, _tap
+from . import _bridge, _demo, _record, _replay, _tap
 
 __all__ = ["add_parsers"]
 
 
 def add_parsers(sub: Any) -> None:
-    """Add the ``tap``, ``demo``, ``record`` and ``replay`` subcommands.
+    """Add the ``tap``, ``demo``, ``record``, ``replay`` and ``bridge`` subcommands.
 
     Args:
         sub: The object ``ArgumentParser.add_subparsers`` returned.
@@ -27,3 +27,4 @@ def add_parsers(sub: Any) -> None:
     _demo.add_parser(sub)
     _record.add_parser(sub)
     _replay.add_parser(sub)
+    _bridge.add_parser(sub)

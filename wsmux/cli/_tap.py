@@ -31,8 +31,9 @@ from ._common import (
     setup_logging,
     stats_line,
     status,
-    ws_url,
 )
+from ._nats_tap import add_arguments as add_nats_arguments
+from ._nats_tap import nats_tap, tap_url
 
 __all__ = ["DEFAULT_RETRIES", "add_parser"]
 
@@ -59,7 +60,12 @@ def add_parser(sub: Any) -> None:
         epilog='example: wsmux tap wss://fstream.binance.com/ws -f e=aggTrade --send \'{"method":'
         ' "SUBSCRIBE", "params": ["btcusdt@aggTrade"], "id": 1}\' --count 5',
     )
-    tap.add_argument("url", type=ws_url, metavar="URL", help="a ws:// or wss:// URL")
+    tap.add_argument(
+        "url",
+        type=tap_url,
+        metavar="URL",
+        help="a ws:// or wss:// URL, or nats://HOST:PORT/SUBJECT",
+    )
     tap.add_argument(
         "-f",
         dest="items",
@@ -114,6 +120,7 @@ def add_parser(sub: Any) -> None:
     )
     add_metrics_options(tap)
     tap.add_argument("-v", "--verbose", action="store_true", help="log more to stderr")
+    add_nats_arguments(tap)
     tap.set_defaults(func=_tap)
 
 
@@ -152,6 +159,8 @@ class _TapMux(Multiplexer):
 
 
 def _tap(args: argparse.Namespace) -> int:
+    if not args.url.startswith(("ws://", "wss://")):
+        return nats_tap(args)
     items = dict(args.items)
     filters: list[dict[str, Any]] | None
     if args.filter is not None:
