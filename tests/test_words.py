@@ -181,8 +181,9 @@ class _OtherCustom(_Custom):
 
 def test_default_names_tell_adapters_apart_and_hold_no_secret() -> None:
     a, b = _Custom("ws://x"), _OtherCustom("ws://x")
-    assert repr(a) == "<_Custom '_Custom' idle>"
-    assert repr(b) == "<_OtherCustom '_OtherCustom' idle>"
+    # The last word is the transport ("auto" until a connection chose one).
+    assert repr(a) == "<_Custom '_Custom' idle auto>"
+    assert repr(b) == "<_OtherCustom '_OtherCustom' idle auto>"
     assert (a.stats().name, b.stats().name) == ("_Custom", "_OtherCustom")
     user = Multiplexer(f"wss://u:{PASSWORD}@fstream.binance.com/ws/{KEY}?t={TOKEN}")
     market = Multiplexer("wss://fstream.binance.com/stream?streams=btcusdt@trade")
@@ -195,7 +196,7 @@ def test_default_names_tell_adapters_apart_and_hold_no_secret() -> None:
 
 def test_name_option_labels_repr_and_stats_and_keeps_its_stats_position() -> None:
     mux = _Custom("ws://x", name="binance user")
-    assert repr(mux) == "<_Custom 'binance user' idle>"
+    assert repr(mux) == "<_Custom 'binance user' idle auto>"
     stats = mux.stats()
     # Fields added later come after it: positional users keep working.
     assert stats.name == "binance user" and stats[18] == "binance user"
@@ -251,11 +252,16 @@ async def test_a_rotation_logs_one_info_line(
         kind = _RotateOnceWithIds if with_ids else _RotateOnce
         mux = kind(srv.url, name="rot", **FAST)
         srv.start_feed(rate=2000)
+
+        def info_lines() -> list[str]:  # the rotation's; the first connect says its transport
+            lines = [r.getMessage() for r in wsmux_records(caplog, logging.INFO)]
+            return [line for line in lines if ": transport " not in line]
+
         async with mux:
-            await wait_for(lambda: bool(wsmux_records(caplog, logging.INFO)), what="INFO line")
+            await wait_for(lambda: bool(info_lines()), what="INFO line")
             stats = mux.stats()
             await mux.exit()
-    lines = [r.getMessage() for r in wsmux_records(caplog, logging.INFO)]
+    lines = info_lines()
     assert stats.rotations == 1 and len(lines) == 1, lines
     if with_ids:
         found = re.fullmatch(

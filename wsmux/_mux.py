@@ -20,10 +20,11 @@ from websockets.uri import parse_uri
 from ._exceptions import FatalConnectError, MultiplexerClosed
 from ._front import StreamSource
 from ._lifecycle import Lifecycle
-from ._log import default_name
+from ._log import default_name, log
 from ._options import MultiplexerStats, Options
 from ._outbound import Outbound
 from ._record import Recorder
+from .connection._auto import choose_transport
 from .connection._backoff import Backoff
 from .connection._proxy import check_proxy, resolve_proxy
 from .connection._ratelimit import RateLimiter
@@ -62,11 +63,16 @@ class Multiplexer(StreamSource):
             its first path segment unless it looks like a credential
             (``"wss://fstream.binance.com/ws"``), or the class name when
             there is no URL. Name adapters that share a host or a class.
-        transport: ``"websockets"`` (default, asyncio and trio) or
-            ``"picows"``: the fast transport of ``pip install 'wsmux[fast]'``,
-            asyncio only (under trio, starting fails with FatalConnectError).
+        transport: ``"auto"`` (default): picows when it is installed
+            (``pip install 'wsmux[fast]'``) and the loop is asyncio,
+            websockets otherwise (under trio, behind a proxy from the
+            environment, or when ``connect_options`` has keys of websockets'
+            own); chosen at each connect, shown in the repr, in
+            ``stats().transport`` and logged at INFO. ``"websockets"``
+            (asyncio and trio) or ``"picows"`` (asyncio only; under trio,
+            starting fails with FatalConnectError) pin one.
         connect_options: Extra keyword arguments for websockets' ``connect``
-            (for picows' ``ws_connect`` with ``transport="picows"``).
+            (for picows' ``ws_connect`` when picows is used).
         proxy: The proxy to connect through: ``True`` (default) takes it from
             the environment as websockets does (``wss_proxy``/``https_proxy``,
             ``ws_proxy``/``http_proxy``, ``all_proxy``, minus ``no_proxy``),
@@ -154,7 +160,7 @@ class Multiplexer(StreamSource):
         *,
         name: str | None = None,
         # connection
-        transport: Literal["websockets", "picows"] = "websockets",
+        transport: Literal["auto", "websockets", "picows"] = "auto",
         connect_options: dict[str, Any] | None = None,
         proxy: str | bool | None = True,
         max_size: int | None = 2**20,
@@ -223,8 +229,10 @@ class Multiplexer(StreamSource):
             from .connection._picows import require_picows
 
             require_picows()
-        elif transport != "websockets":
-            raise ValueError(f"transport must be 'websockets' or 'picows', not {transport!r}")
+        elif transport not in ("auto", "websockets"):
+            raise ValueError(
+                f"transport must be 'auto', 'websockets' or 'picows', not {transport!r}"
+            )
         check_proxy(proxy)
         self.url = url
         self._name = name if name is not None else default_name(url, self)
@@ -254,6 +262,9 @@ class Multiplexer(StreamSource):
             event_time=None if event_time is None else event_seconds(event_time),
             proxy=None if proxy is False else proxy,
         )
+        # What the last connect chose ("" until then, for auto), and why.
+        self._transport: str = "" if transport == "auto" else transport
+        self._transport_why = ""
         self._recorder = recorder
         self._backoff = backoff
         self._hub = Hub(drain_timeout=drain_timeout)
@@ -290,7 +301,20 @@ class Multiplexer(StreamSource):
         )
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._name!r} {self._status.state}>"
+        state, transport = self._status.state, self._transport_name()
+        return f"<{type(self).__name__} {self._name!r} {state} {transport}>"
+
+    def _transport_name(self) -> str:
+        """The transport of the live connection, else the last one chosen, else the option."""
+        ws = self.present_ws
+        if ws is not None:
+            kind = type(ws)
+            if kind.__name__ == "PicowsConnection":
+                return "picows"
+            if kind.__module__.startswith("websockets."):
+                return "websockets"
+            return kind.__name__  # made by an overridden _create_ws
+        return self._transport or self._options.transport
 
     # -- hooks (override in an adapter) -----------------------------------
 
@@ -310,7 +334,13 @@ class Multiplexer(StreamSource):
             raise FatalConnectError("no url: pass one to Multiplexer() or override _create_ws")
         parse_uri(self.url)  # InvalidURI, fatal, for either transport
         opts = self._options
-        if opts.transport == "picows":
+        transport, why = choose_transport(
+            opts.transport, self.url, opts.connect_options, opts.ping_interval, opts.ping_timeout
+        )
+        if (transport, why) != (self._transport, self._transport_why):
+            log.info("%s: transport %s (%s)", self._name, transport, why)
+        self._transport, self._transport_why = transport, why
+        if transport == "picows":
             from .connection._picows import picows_connect
 
             return await picows_connect(
@@ -677,4 +707,5 @@ class Multiplexer(StreamSource):
             conflated=hub.conflated(),
             latency=None if self._status.latency is None else self._status.latency.snapshot(),
             named_streams=hub.named_statistics(),
+            transport=self._transport_name(),
         )

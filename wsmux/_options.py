@@ -36,7 +36,7 @@ class Options:
     id_key: str
     subscribe_chunk: int
     reconnect_args: tuple[Any, ...]
-    transport: str = "websockets"
+    transport: str = "auto"
     max_age: float | None = None
     #: The message's exchange time in epoch seconds (None: not measured).
     event_time: Callable[[Any], float | None] | None = None
@@ -76,6 +76,9 @@ class MultiplexerStats(NamedTuple):
         named_streams: The statistics of each open stream that has a name
             (async handlers are named after their function); a repeated
             name gets ``" #2"``, ``" #3"``, ...
+        transport: The transport of the live connection (``"websockets"``
+            or ``"picows"``; what ``transport="auto"`` chose), else of the
+            last one, else the option as given.
     """
 
     state: str
@@ -100,3 +103,4 @@ class MultiplexerStats(NamedTuple):
     conflated: int = 0
     latency: LatencyStats | None = None
     named_streams: Mapping[str, StreamStatistics] = MappingProxyType({})
+    transport: str = ""

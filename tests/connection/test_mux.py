@@ -417,7 +417,7 @@ async def test_secrets_never_appear_in_logs_reprs_or_errors(
     url = f"{server.url}/ws/{secret}?token=HUSH"
     caplog.set_level(logging.DEBUG)
     server.refuse(1, status=503)
-    mux = Multiplexer(url, **FAST)
+    mux = Multiplexer(url, transport="websockets", **FAST)  # websockets' own debug lines
     with pytest.raises(FatalConnectError) as info:
         async with mux:  # unknown listen key: 401 after one 503
             pass

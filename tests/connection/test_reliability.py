@@ -338,7 +338,9 @@ async def test_dead_connection_is_detected_and_replaced_in_time(fault: str, dete
         assert stats.last_disconnect == "stale"
         assert took >= 0.3 - 0.05, f"declared stale after {took:.3f}s, before stale_after"
     else:
-        assert "keepalive" in str(stats.last_disconnect), stats.last_disconnect
+        # websockets says "keepalive ping timeout", picows "not replied to ping".
+        reason = str(stats.last_disconnect)
+        assert "keepalive" in reason or "ping" in reason, reason
     assert took < budget, f"replaced after {took:.3f}s, budget {budget:.3f}s"
     assert contiguous(rec.segments[0]) and contiguous(rec.segments[1])
     assert first.closed_at is not None  # the dead socket was not left open

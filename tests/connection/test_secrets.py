@@ -65,7 +65,7 @@ async def test_websockets_debug_lines_hold_no_secret(caplog: pytest.LogCaptureFi
     the cookie and the Basic credentials, and a query-only path its token."""
     caplog.set_level(1)
     with FeedServer() as srv:
-        key = await _connect_and_read(srv)
+        key = await _connect_and_read(srv, transport="websockets")  # its own log lines
     assert _leaks(caplog.records, _secrets(key)) == []
     lines = [r.getMessage() for r in caplog.records if r.name == "wsmux.websockets"]
     # The headers were sent, and logged masked.

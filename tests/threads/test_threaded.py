@@ -336,3 +336,24 @@ async def test_async_for_does_not_block_the_calling_loop() -> None:
         finally:
             await anyio.to_thread.run_sync(t.stop)
         assert [m async for m in stream] == []
+
+
+def test_thread_stream_batches_keep_order_gaps_and_the_end(server: FeedServer) -> None:
+    with run_in_thread(Multiplexer(server.url, **FAST)) as t:
+        stream = t.stream_filter(gaps="raise", timeout=5)
+        with pytest.raises(TimeoutError):
+            stream.receive_batch(timeout=0.05)
+        with pytest.raises(ValueError):
+            stream.receive_batch(0)
+        server.start_feed(count=300)
+        seqs: list[int] = []
+        for batch in stream.batches(limit=64):
+            assert 1 <= len(batch) <= 64
+            seqs += [m["seq"] for m in batch]
+            if len(seqs) == 300:
+                break
+        assert seqs == list(range(1, 301))
+        server.drop()
+        with pytest.raises(ConnectionGap):  # never inside a batch
+            stream.receive_batch()
+    assert list(stream.batches()) == []  # the end, once stopped

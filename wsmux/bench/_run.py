@@ -1,17 +1,21 @@
-"""``wsmux bench``: wsmux against the loop a user would otherwise write.
+"""``wsmux bench``: wsmux against the best loop a user could write without it.
 
 One run, one machine: a feed server in another process (see
 :mod:`wsmux.bench._server`) bursts pre-encoded trades; the baseline reads them
-with websockets' asyncio client and orjson, no fan-out; the wsmux scenarios
-read the same bursts through a multiplexer:
+with websockets' asyncio client (``recv(decode=False)``, wsmux's own
+``max_queue`` and compression) and orjson, no fan-out; ``default`` is the
+same with websockets' defaults and ``async for``. The wsmux scenarios read
+the same bursts through a multiplexer, on the websockets transport unless
+said otherwise (every row names its transport):
 
-* ``a``: one catch-all stream;
+* ``a``: one catch-all stream (``ab``: read in batches);
 * ``b`` and ``c``: 1,000 and 10,000 streams, each filtering its own symbol,
-  each read by its own task (every message goes to exactly one consumer);
+  each read by its own task (every message goes to exactly one consumer;
+  ``cb``: read in batches);
 * ``d``: 100 catch-all streams on a tenth of the burst (true broadcast);
 * ``e``: one async handler;
-* ``f``: ``a`` on the picows transport (``wsmux[fast]``); runs by default
-  when picows is installed;
+* ``f``: the transport swap: ``a`` with ``transport="auto"`` (picows when
+  ``wsmux[fast]`` is installed, else websockets; the row says which);
 * ``pool`` (only when named): p50/p99 latency of one link, one link with
   2 ms of jitter, and ``Pool(redundancy=2)`` over both (:mod:`._pool`).
 
@@ -37,10 +41,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ._latency import run_latency
 from ._memory import run_memory
 from ._pool import run_pool_latency
 from ._report import BenchResult, check_targets, machine, print_table
-from ._scenarios import DEFAULT, SCENARIOS, run_latency, run_throughput
+from ._scenarios import SCENARIOS, default_names, run_throughput
 
 __all__ = ["add_parser", "run_bench"]
 
@@ -52,7 +57,11 @@ __all__ = ["add_parser", "run_bench"]
 def _feed_server() -> Iterator[int]:
     """Run the feed server in a child process; always stop it."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wsmux.bench._server"],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from wsmux.bench._server import main; sys.exit(main())",
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
@@ -75,12 +84,6 @@ def _feed_server() -> Iterator[int]:
             proc.stdout.close()
 
 
-def _have_picows() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("picows") is not None
-
-
 def run_bench(
     messages: int = 200_000,
     repeat: int = 5,
@@ -90,33 +93,40 @@ def run_bench(
     latency: bool = True,
     memory: bool = True,
     progress: Callable[[str], None] | None = None,
+    loop: str = "asyncio",
 ) -> BenchResult:
     """Run the benchmark and return its measurements.
 
     Args:
         messages: Messages per burst (scenario ``d`` uses a tenth).
         repeat: Timed repetitions per scenario, after one warm-up.
-        quick: A tiny run for tests: few messages, one repetition, small
-            latency and memory probes. Overrides ``messages`` and ``repeat``.
-        scenarios: Names to run (default: ``a`` to ``e``, ``f`` when picows
-            is installed, and ``nats`` (end to end through a local
+        quick: A tiny run for tests: few messages, one repetition and no
+            warm-up, small latency and memory probes. Overrides ``messages``
+            and ``repeat``.
+        scenarios: Names to run (default: every scenario of
+            :data:`~wsmux.bench._scenarios.SCENARIOS`). And ``nats`` (end to end through a local
             nats-server, not in a quick run) when nats-py and nats-server
-            are). The baseline always runs.
+            are. The baseline always runs.
         latency: Measure the paced-feed latency.
         memory: Measure idle streams and a stalled consumer.
         progress: Called with one line per step (default: stderr).
+        loop: ``"asyncio"`` or ``"uvloop"``: the event loop of both sides.
 
     Returns:
         The measurements and the targets, met or missed.
 
     Raises:
-        ValueError: ``messages`` or ``repeat`` is below 1, or a scenario is
-            unknown.
-        ImportError: ``f`` was asked for and picows is not installed.
+        ValueError: ``messages`` or ``repeat`` is below 1, or a scenario or
+            the loop is unknown.
+        ImportError: ``loop="uvloop"`` and uvloop is not installed.
         RuntimeError: The feed server could not start.
     """
     if messages < 1 or repeat < 1:
         raise ValueError("messages and repeat must be >= 1")
+    if loop not in ("asyncio", "uvloop"):
+        raise ValueError(f"loop must be 'asyncio' or 'uvloop', not {loop!r}")
+    if loop == "uvloop":
+        import uvloop  # noqa: F401 - fail early with ImportError
     if progress is None:
 
         def progress(line: str) -> None:
@@ -126,21 +136,22 @@ def run_bench(
     began = time.perf_counter()
     if quick:
         messages, repeat = 2000, 1
-    names = scenarios or ([*DEFAULT, "f"] if _have_picows() else DEFAULT)
+    names = scenarios or default_names()
     from ._nats import available as have_nats
 
     with_nats = "nats" in names or (scenarios is None and not quick and have_nats())
     names = [x for x in names if x != "nats"]
-    unknown = sorted(set(names) - {s[0] for s in SCENARIOS} - {"pool"})
+    unknown = sorted(set(names) - {s.name for s in SCENARIOS} - {"pool"})
     if unknown:
         raise ValueError(f"unknown scenario(s): {', '.join(unknown)}")
     pool = "pool" in names  # latency of a redundant pair: wsmux.bench._pool
     names = ["baseline", *[x for x in names if x not in ("baseline", "pool")]]
     lat: dict[str, dict[str, float]] = {}
     with _feed_server() as port:
-        scen = run_throughput(port, messages, repeat, names, progress)
+        scen = run_throughput(port, messages, repeat, names, progress, loop, warmup=not quick)
         if latency:
-            lat = run_latency(port, 500 if quick else 6000, progress)
+            auto = any(r.name == "f" and r.transport == "picows" for r in scen)
+            lat = run_latency(port, 500 if quick else 6000, progress, loop, auto=auto)
         nats: dict[str, Any] = {}
         if with_nats:  # feed -> bridge -> nats-server -> consumer processes
             from ._nats import run_nats
@@ -158,7 +169,7 @@ def run_bench(
         )
     by_name = {r.name: r for r in scen}
     return BenchResult(
-        machine=machine(),
+        machine={**machine(), "loop": loop},
         messages=messages,
         repeat=repeat,
         scenarios=scen,
@@ -180,6 +191,7 @@ def _main(args: argparse.Namespace) -> int:
             scenarios=args.scenarios.split(",") if args.scenarios else None,
             latency=not args.no_latency,
             memory=not args.no_memory,
+            loop=args.loop,
         )
     except KeyboardInterrupt:
         sys.stderr.write("wsmux bench: interrupted\n")
@@ -206,12 +218,16 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions")
     parser.add_argument("--quick", action="store_true", help="a tiny run (for tests)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    names = ",".join(s.name for s in SCENARIOS)
     parser.add_argument(
         "--scenarios",
-        help=(
-            "comma-separated subset of a,b,c,d,e,f,nats,pool"
-            " (f: picows; nats: the nats extra; pool: redundancy latency)"
-        ),
+        help=f"comma-separated subset of {names}, nats (the nats extra), pool (redundancy latency)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the event loop of both sides (uvloop: installed by the test extra)",
     )
     parser.add_argument("--no-latency", action="store_true", help="skip the latency probe")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probe")

@@ -22,8 +22,10 @@ import re
 import sys
 import urllib.parse
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
+import anyio
 import websockets.exceptions as wse
 from websockets.datastructures import Headers
 from websockets.frames import OK_CLOSE_CODES, Close
@@ -96,6 +98,7 @@ class PicowsConnection:
         "_fences",
         "_fragments",
         "_fragments_size",
+        "_limit",
         "_loop",
         "_max_size",
         "_paused",
@@ -109,6 +112,7 @@ class PicowsConnection:
         self._fragments: list[bytes] = []
         self._fragments_size = 0
         self._max_size = max_size
+        self._limit = max_size if max_size is not None else sys.maxsize
         self._close_timeout = close_timeout
         self._closed = False
         self._paused = False
@@ -137,6 +141,9 @@ class PicowsConnection:
             if kind is _PONG and self._fences:
                 self._pong(frame.get_payload_as_bytes())
             return  # pings are answered by picows
+        if frame.payload_size > self._limit:
+            self._too_big(transport)  # picows hands the frame over all the same
+            return
         self._arrived += 1
         buf = self._buf
         buf.append(frame.get_payload_as_bytes())
@@ -156,13 +163,9 @@ class PicowsConnection:
             self._fragments = []
             self._fragments_size = 0
         self._fragments_size += frame.payload_size
-        if self._max_size is not None and self._fragments_size > self._max_size:
+        if self._fragments_size > self._limit:
             self._fragments = []
-            transport.send_close(
-                _close_code(_MESSAGE_TOO_BIG),
-                f"message exceeds {self._max_size} bytes".encode(),
-            )
-            transport.disconnect()
+            self._too_big(transport)
             return
         self._fragments.append(frame.get_payload_as_bytes())
         if frame.fin:
@@ -172,6 +175,15 @@ class PicowsConnection:
             self._arrived += 1
             self._buf.append(b"".join(parts))
             self._wake()
+
+    def _too_big(self, transport: Any) -> None:
+        """Close with 1009, as websockets does for a message over ``max_size``."""
+        if not transport.is_close_frame_sent:
+            transport.send_close(
+                _close_code(_MESSAGE_TOO_BIG),
+                f"message exceeds {self._max_size} bytes".encode(),
+            )
+        transport.disconnect()
 
     def _pong(self, data: bytes) -> None:
         fence = self._fences.get(data)
@@ -212,6 +224,11 @@ class PicowsConnection:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+
+    @property
+    def messages_read(self) -> int:
+        """Data messages returned by ``recv``/``recv_nowait`` so far."""
+        return self._arrived - len(self._buf)
 
     # -- the Connection protocol -----------------------------------------------
 
@@ -421,16 +438,19 @@ async def picows_connect(
     auto_ping = ping_interval is not None
     idle = ping_interval if ping_interval is not None else 10.0
     try:
-        transport, _ = await picows.ws_connect(
-            lambda: _Listener(conn),
-            bare_url,
-            websocket_handshake_timeout=open_timeout,
-            logger_name=logger if logger is not None else _PicowsLogger(url),
-            enable_auto_ping=auto_ping,
-            auto_ping_idle_timeout=idle,
-            auto_ping_reply_timeout=ping_timeout if ping_timeout is not None else sys.maxsize,
-            max_frame_size=max_size if max_size is not None else sys.maxsize,
-            **options,
+        transport, _ = await _close_if_cancelled(
+            picows.ws_connect(
+                lambda: _Listener(conn),
+                bare_url,
+                websocket_handshake_timeout=open_timeout,
+                logger_name=logger if logger is not None else _PicowsLogger(url),
+                enable_auto_ping=auto_ping,
+                auto_ping_idle_timeout=idle,
+                auto_ping_reply_timeout=ping_timeout if ping_timeout is not None else sys.maxsize,
+                max_frame_size=max_size if max_size is not None else sys.maxsize,
+                **options,
+            ),
+            open_timeout,
         )
     except picows.WSInvalidStatusError as exc:
         raise _invalid_status(exc) from None
@@ -445,6 +465,29 @@ async def picows_connect(
         raise wse.InvalidHandshake(scrub(f"{type(exc).__name__}: {exc}", url)) from None
     conn._transport = transport
     return conn
+
+
+async def _close_if_cancelled(connect: Coroutine[Any, Any, Any], limit: float) -> Any:
+    """Await picows' connect; if cancelled meanwhile, close what it opens.
+
+    picows leaves the socket of a connect cancelled mid-handshake open (an
+    exit right after start, say): the connect is let finish, for at most
+    ``limit`` seconds (and a quarter of a second: an exit must stay
+    prompt), and its connection closed, before the cancellation goes on.
+    """
+    task = asyncio.ensure_future(connect)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(min(limit, 0.25)):
+            try:
+                transport, _ = await task
+            except BaseException:
+                pass  # it failed: nothing is open
+            else:
+                transport.disconnect(graceful=False)
+        task.cancel()
+        raise
 
 
 def _headers(url: str, additional: Any, options: dict[str, Any]) -> tuple[str, list[Any]]:

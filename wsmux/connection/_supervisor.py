@@ -39,7 +39,7 @@ from ._fence import fence_of
 from ._link import CountingRecv, Link, Role, describe_close
 from ._rotation import Rotation
 from ._status import Gate, Hooks, Sink, State, Status
-from ._transport import classify
+from ._transport import classify, recv_nowait_of
 
 __all__ = ["Supervisor"]
 
@@ -229,7 +229,11 @@ class Supervisor:
                 try:
                     conn.recv = CountingRecv(link, conn.recv)
                 except AttributeError:
+                    # A connection that counts its reads itself (picows).
+                    read = getattr(conn, "messages_read", None)
                     await self.hooks.on_connect(conn)
+                    if read is not None:
+                        link.consumed_early += conn.messages_read - read
                 else:
                     try:
                         await self.hooks.on_connect(conn)
@@ -332,17 +336,19 @@ class Supervisor:
         recv = conn.recv
         parse: Callable[[Any], Any] = orjson.loads
         async_parse = hooks.async_parse
+        # A connection may offer recv_nowait(): a buffered message or None,
+        # so that a burst is drained without a coroutine per message. It
+        # gives bytes: only for the default parse (orjson takes bytes).
+        recv_nowait = getattr(conn, "recv_nowait", None)
         if hooks.parse is not None:
             parse = hooks.parse
         elif async_parse is None and _speaks_websockets(conn):
             recv = functools.partial(conn.recv, decode=False)
+            recv_nowait = recv_nowait_of(conn)
         publish: Callable[[Any], bool] = sink.publish
         if status.latency is not None and self.options.event_time is not None:
             publish = self._timed(publish)
         live = Role.LIVE
-        # A connection may offer recv_nowait(): a buffered frame or None, so
-        # that a burst is drained without a coroutine per message.
-        recv_nowait = getattr(conn, "recv_nowait", None)
         recorder = self.recorder
         if recorder is not None:
             recv, recv_nowait = recorder.wrap(link.id, recv, recv_nowait)
@@ -350,36 +356,41 @@ class Supervisor:
         try:
             with link.reader_scope:
                 while True:
-                    raw = recv_nowait() if recv_nowait is not None else None
-                    if raw is None:
-                        raw = await recv()
+                    raw = await recv()
+                    # Once per burst (every frame drained below was in by
+                    # now), and again after each yield to the consumers.
                     status.last_message_at = wall()
-                    link.received += 1
-                    link.nbytes += len(raw)
-                    try:
-                        msg = await async_parse(raw) if async_parse else parse(raw)
-                    except Exception as exc:
-                        counters["parse_errors"] += 1
-                        self._parse_log("cannot parse frame %s: %r", sample(raw), exc)
-                        msg = None
-                    if link.role is live and msg.__class__ is not Messages:
-                        if msg is not None and publish(msg):
-                            await sink.relieve()
-                        continue
-                    if msg.__class__ is Messages:
-                        # Each element is a message of its own; the role is
-                        # checked for each, since relieve() may let it change.
-                        for one in msg:
-                            if (
-                                one is not None
-                                and (link.role is live or self._route(link, one, raw))
-                                and publish(one)
-                            ):
+                    while raw is not None:
+                        link.received += 1
+                        link.nbytes += len(raw)
+                        try:
+                            msg = await async_parse(raw) if async_parse else parse(raw)
+                        except Exception as exc:
+                            counters["parse_errors"] += 1
+                            self._parse_log("cannot parse frame %s: %r", sample(raw), exc)
+                            msg = None
+                        if link.role is live and msg.__class__ is not Messages:
+                            if msg is not None and publish(msg):
                                 await sink.relieve()
-                    elif msg is not None and self._route(link, msg, raw) and publish(msg):
-                        await sink.relieve()
-                    if link.mark is not None and link.received >= link.mark:
-                        link.reached.set()
+                                status.last_message_at = wall()
+                        else:
+                            if msg.__class__ is Messages:
+                                # Each element is a message of its own; the role
+                                # is checked for each, since relieve() may change it.
+                                for one in msg:
+                                    if (
+                                        one is not None
+                                        and (link.role is live or self._route(link, one, raw))
+                                        and publish(one)
+                                    ):
+                                        await sink.relieve()
+                                        status.last_message_at = wall()
+                            elif msg is not None and self._route(link, msg, raw) and publish(msg):
+                                await sink.relieve()
+                                status.last_message_at = wall()
+                            if link.mark is not None and link.received >= link.mark:
+                                link.reached.set()
+                        raw = recv_nowait() if recv_nowait is not None else None
         except Exception as exc:
             link.error = exc
         finally:

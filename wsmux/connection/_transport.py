@@ -9,11 +9,13 @@ in a task of its own and leaves it to close the connection.
 
 from __future__ import annotations
 
+import collections
 import email.utils
 import logging
 import re
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -31,6 +33,7 @@ __all__ = [
     "current_backend",
     "default_connect",
     "describe",
+    "recv_nowait_of",
     "scrub",
     "scrub_log",
 ]
@@ -78,6 +81,51 @@ def default_connect(url: str, options: dict[str, Any]) -> Any:
     from websockets.asyncio.client import connect as asyncio_connect
 
     return asyncio_connect(url, **options)
+
+
+def recv_nowait_of(conn: Any) -> Callable[[], bytes | None] | None:
+    """A ``recv_nowait`` for a connection: a buffered message's bytes, or None.
+
+    A connection's own ``recv_nowait`` (picows) is returned as is. For
+    websockets' asyncio client, one is made that takes a whole message
+    straight from the connection's frame queue, as ``recv(decode=False)``
+    would return it, with no coroutine per message; fragmented messages,
+    a ``recv`` in progress and an empty queue give None (then await
+    ``recv``). It relies on websockets' ``Assembler`` internals and is
+    checked against them; when they differ, it returns None.
+
+    Args:
+        conn: A connection.
+
+    Returns:
+        The function, or None when the connection offers none.
+    """
+    own = getattr(conn, "recv_nowait", None)
+    if own is not None:
+        return own  # type: ignore[no-any-return]
+    if not type(conn).__module__.startswith("websockets.asyncio."):
+        return None
+    assembler = getattr(conn, "recv_messages", None)
+    frames = getattr(getattr(assembler, "frames", None), "queue", None)
+    if frames.__class__ is not collections.deque or not all(
+        hasattr(assembler, name) for name in ("get_in_progress", "paused", "maybe_resume")
+    ):
+        return None
+    assert assembler is not None and frames is not None
+    popleft = frames.popleft
+
+    def recv_nowait() -> bytes | None:
+        if frames and not assembler.get_in_progress:
+            frame = frames[0]
+            if frame.fin:  # a whole message in one frame
+                popleft()
+                if assembler.paused:
+                    assembler.maybe_resume()
+                data = frame.data
+                return data if data.__class__ is bytes else bytes(data)
+        return None
+
+    return recv_nowait
 
 
 class ScrubbingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]

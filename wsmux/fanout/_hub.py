@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
@@ -164,6 +164,11 @@ class Hub:
     def _register(self, target: Stream | SyncHandler, clauses: list[dict[str, Any]] | None) -> None:
         target._multi = clauses is not None and len(clauses) > 1
         self._index.add(target, clauses)
+        if not target._multi:
+            # The index probe alone decides: publish calls _put directly.
+            for clause in self._index.filed(target):
+                if clause.rest is None:
+                    clause.put = target._put
         if isinstance(target, Stream):
             self._streams.add(target)
             if target.gaps == "raise":
@@ -341,12 +346,17 @@ class Hub:
             except TypeError:  # an unhashable value equals no scalar
                 continue
             if bucket is not None:
-                self._deliver(bucket, msg, stamp)
+                for clause in bucket:
+                    put = clause.put
+                    if put is not None:
+                        put(msg)
+                    else:
+                        self._deliver((clause,), msg, stamp)
         if index.scan:
             self._deliver(index.scan, msg, stamp)
         return self._pressure
 
-    def _deliver(self, clauses: list[Clause[Any]], msg: Any, stamp: int) -> None:
+    def _deliver(self, clauses: Sequence[Clause[Any]], msg: Any, stamp: int) -> None:
         for clause in clauses:
             rest = clause.rest
             if rest is not None:

@@ -21,7 +21,7 @@ costs the same one probe.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from enum import Enum
 from typing import Any, Final, Generic, TypeAlias, TypeVar
 
@@ -220,13 +220,17 @@ class Clause(Generic[T]):
         target: The subscriber the clause belongs to.
         rest: Items still to check after the index probe, or None when the
             probe alone decides.
+        put: Set by the owner of the index when the probe alone decides
+            and the target can take the message with no more checks (the
+            hub's one-call delivery); None otherwise.
     """
 
-    __slots__ = ("_slot", "rest", "target")
+    __slots__ = ("_slot", "put", "rest", "target")
 
     def __init__(self, target: T, rest: dict[str, Any] | None) -> None:
         self.target = target
         self.rest = rest
+        self.put: Callable[[Any], None] | None = None
         #: The key the clause is filed under, and the values of its buckets.
         self._slot: tuple[str, tuple[Any, ...]] | None = None
 
@@ -309,6 +313,17 @@ class Index(Generic[T]):
                     table[value] = [*table.get(value, ()), entry]
             filed.append(entry)
         self._filed[id(target)] = filed
+
+    def filed(self, target: T) -> list[Clause[T]]:
+        """Return the clauses a target is filed under (none for catch-all).
+
+        Args:
+            target: The subscriber.
+
+        Returns:
+            Its clauses, in the index.
+        """
+        return self._filed.get(id(target), [])
 
     def remove(self, target: T) -> None:
         """Remove a target; removing one that is not filed does nothing.

@@ -14,17 +14,17 @@ import asyncio
 import collections
 import enum
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, TypeAlias
 
 import anyio
 import anyio.lowlevel
 
-from .._backend import current_backend
 from .._exceptions import ConnectionGap, StreamClosed, StreamLagged
 from ._conflate import Key, KeyedBuffer
 from ._latency import LatencyHistogram, TimedBuffer
+from ._readers import Batches, forget, set_waiter, wait_for_put
 from ._statistics import StreamStatistics
 
 __all__ = ["CHECKPOINT_EVERY", "GAP", "Key", "Overflow", "Stream", "StreamStatistics"]
@@ -54,54 +54,8 @@ class _State(enum.Enum):
 
 
 _OPEN, _ENDED, _CLOSED = _State.OPEN, _State.ENDED, _State.CLOSED
-
-
 _Future = asyncio.Future
-
-
-def _set(event: Any) -> None:
-    """Wake every consumer waiting on a future, an anyio.Event or _Readers."""
-    if event.__class__ is _Future:
-        if not event.done():  # done: the wait was cancelled
-            event.set_result(None)
-    elif event.__class__ is _Readers:
-        event.set_all()
-    else:
-        event.set()
-
-
-class _Readers:
-    """Several asyncio readers waiting on one stream, each on its own future.
-
-    A reader's cancellation cancels its own future only, so the others keep
-    waiting (on one shared future it would cancel them all). ``set`` wakes
-    one reader per message; while readers remain, the group puts itself back
-    as the stream's waiter. A single reader waits on a bare future, so the
-    publisher's path is unchanged when there is one reader.
-    """
-
-    __slots__ = ("_stream", "futures")
-
-    def __init__(self, stream: Stream, futures: list[asyncio.Future[None]]) -> None:
-        self._stream = stream
-        self.futures = collections.deque(futures)
-
-    def set(self) -> None:
-        """Wake the reader that has waited longest (called by ``_put``)."""
-        futures = self.futures
-        while futures:
-            fut = futures.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                break
-        if futures and self._stream._event is None:
-            self._stream._event = self
-
-    def set_all(self) -> None:
-        futures, self.futures = self.futures, collections.deque()
-        for fut in futures:
-            if not fut.done():
-                fut.set_result(None)
+_Deque = collections.deque
 
 
 class _Owner(Protocol):
@@ -157,6 +111,7 @@ class Stream:
         "_policy",
         "_reads",
         "_space",
+        "_spare",
         "_stamp",
         "_state",
         "_step",
@@ -218,6 +173,9 @@ class Stream:
         self._event: Any = None  # an asyncio future or an anyio.Event
         self._loop: Any = None  # the consumer's asyncio loop, False under trio
         self._space: anyio.Event | None = None
+        # The future of the last wait, once awaited to the end: re-armed for
+        # the next wait when the C future allows it (see _readers.REARM).
+        self._spare: asyncio.Future[None] | None = None
         self._state: _State = _OPEN
         self._error: BaseException | None = None
         self._lost = 0
@@ -289,7 +247,7 @@ class Stream:
         event, space = self._event, self._space
         self._event = self._space = None
         if event is not None:
-            _set(event)
+            set_waiter(event)
         if space is not None:
             space.set()
 
@@ -356,59 +314,154 @@ class Stream:
             Exception: The error the multiplexer died of, once drained.
         """
         self._reads += 1
-        if not self._reads % CHECKPOINT_EVERY:
-            await anyio.lowlevel.checkpoint()
+        if self._reads >= CHECKPOINT_EVERY:
+            await self._checkpoint()
         while not self._buf and self._state is _OPEN and not self._lost and not self._gap_pending:
             await self._wait()
         return self.receive_nowait()
 
+    async def _checkpoint(self) -> None:
+        """Yield to the event loop: a consumer that never waits lets others run."""
+        self._reads = 0
+        await anyio.lowlevel.checkpoint()
+
+    def receive_batch_nowait(self, limit: int | None = None) -> list[Any]:
+        """Return every buffered message (at most ``limit``) without waiting.
+
+        The same contract as :meth:`receive_nowait`, for many messages at
+        once: a lag or a gap is never inside a batch. Messages lost before
+        the buffered ones raise StreamLagged first; a gap ends the batch
+        before it and is raised by the next call.
+
+        Args:
+            limit: The most messages to return (default: all buffered).
+
+        Returns:
+            One message or more, oldest first.
+
+        Raises:
+            ValueError: ``limit`` is not an int >= 1.
+            StreamLagged: Messages were lost to overflow since the last read.
+            ConnectionGap: The connection was replaced here (``gaps="raise"``).
+            anyio.WouldBlock: Nothing is buffered.
+            anyio.EndOfStream: The multiplexer exited cleanly and the buffer
+                is drained.
+            StreamClosed: The stream was closed.
+            Exception: The error the multiplexer died of, once drained.
+        """
+        buf = self._buf
+        if limit is not None and (limit.__class__ is not int or limit < 1):
+            raise ValueError(f"limit must be an int >= 1 or None, not {limit!r}")
+        if not buf or self._lost or self._gap_pending:
+            return [self.receive_nowait()]  # raises: nothing to give, or a report first
+        if (
+            buf.__class__ is _Deque
+            and self.gaps != "raise"
+            and (limit is None or limit >= len(buf))
+        ):
+            batch = list(buf)  # a plain buffer with no gap marker: all of it
+            buf.clear()
+        else:
+            # One at a time (a timed or keyed buffer records or unkeys each).
+            batch = []
+            take = len(buf) if limit is None else limit
+            popleft = buf.popleft
+            while buf and take:
+                msg = popleft()
+                if msg is GAP:
+                    if not batch:
+                        raise ConnectionGap(
+                            "the connection was lost and replaced; messages may be missing"
+                        )
+                    buf.appendleft(msg)  # ends the batch; the next call raises it
+                    break
+                batch.append(msg)
+                take -= 1
+        self._delivered += len(batch)
+        if self._space is not None and len(buf) < self._maxsize:
+            self._space.set()
+            self._space = None
+        return batch
+
+    async def receive_batch(self, limit: int | None = None) -> list[Any]:
+        """Wait for a message, then return every one buffered (at most ``limit``).
+
+        One wake-up of the reading task hands over a whole burst. Lag, gaps
+        and the end are reported as by :meth:`receive_batch_nowait`.
+
+        Args:
+            limit: The most messages to return (default: all buffered).
+
+        Returns:
+            One message or more, oldest first.
+
+        Raises:
+            ValueError: ``limit`` is not an int >= 1.
+            StreamLagged: Messages were lost to overflow since the last read.
+            ConnectionGap: The connection was replaced here (``gaps="raise"``).
+            anyio.EndOfStream: The multiplexer exited cleanly and the buffer
+                is drained.
+            StreamClosed: The stream was closed.
+            Exception: The error the multiplexer died of, once drained.
+        """
+        return await self._batch(limit, False)
+
+    async def _batch(self, limit: int | None, stop: bool) -> list[Any]:
+        """``receive_batch``; with ``stop``, the end raises StopAsyncIteration."""
+        if self._reads >= CHECKPOINT_EVERY:
+            await self._checkpoint()
+        while not self._buf and self._state is _OPEN and not self._lost and not self._gap_pending:
+            fut = self._spare
+            if fut is not None and self._event is None:
+                # As in __anext__: the one asyncio reader waits right here.
+                self._reads = 0
+                self._spare = None
+                fut.__init__(loop=self._loop)  # type: ignore[misc]
+                self._event = fut
+                try:
+                    await fut
+                except BaseException:
+                    self._forget(fut)
+                    raise
+                self._spare = fut
+            else:
+                await self._wait()
+        try:
+            batch = self.receive_batch_nowait(limit)
+        except (anyio.EndOfStream, StreamClosed):
+            if stop:
+                raise StopAsyncIteration from None
+            raise
+        self._reads += len(batch)
+        return batch
+
+    def batches(self, limit: int | None = None) -> AsyncIterator[list[Any]]:
+        """Iterate over batches: ``async for batch in stream.batches():``.
+
+        Each batch is every message buffered when the reader got to it (at
+        most ``limit``), never empty. Iteration ends as ``async for msg in
+        stream`` does; StreamLagged and ConnectionGap are raised between
+        batches, and iterating again goes on after them.
+
+        Args:
+            limit: The most messages per batch (default: all buffered).
+
+        Returns:
+            An async iterator of lists.
+
+        Raises:
+            ValueError: ``limit`` is not an int >= 1.
+        """
+        if limit is not None and (limit.__class__ is not int or limit < 1):
+            raise ValueError(f"limit must be an int >= 1 or None, not {limit!r}")
+        return Batches(self, limit)
+
     async def _wait(self) -> None:
         """Wait until ``_put`` or ``_wake`` is called (or a spurious wake)."""
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = (
-                asyncio.get_running_loop() if current_backend() == "asyncio" else False
-            )
-        if loop is False:
-            event = self._event
-            if event is None:
-                event = self._event = anyio.Event()
-            await event.wait()
-            return
-        fut = loop.create_future()
-        event = self._event
-        if event is None or (event.__class__ is _Future and event.done()):
-            self._event = fut
-        elif event.__class__ is _Future:
-            self._event = _Readers(self, [event, fut])
-        else:
-            event.futures.append(fut)
-        try:
-            await fut
-        except BaseException:
-            self._forget(fut)
-            raise
+        await wait_for_put(self)
 
     def _forget(self, fut: asyncio.Future[None]) -> None:
-        """Drop a leaving reader's future; pass on a wake-up it received."""
-        event = self._event
-        if event is fut:
-            self._event = None
-        elif event is not None and event.__class__ is _Readers:
-            if fut in event.futures:
-                event.futures.remove(fut)
-            if not event.futures:
-                self._event = None
-        if fut.done() and not fut.cancelled():
-            # Woken for a message, then cancelled before reading it: another
-            # reader must take it, or it would wait with a message buffered.
-            event = self._event
-            if event is not None:
-                self._event = None
-                if event.__class__ is _Readers:
-                    event.set()
-                elif not event.done():
-                    event.set_result(None)
+        forget(self, fut)
 
     def __aiter__(self) -> Stream:
         return self
@@ -416,8 +469,8 @@ class Stream:
     async def __anext__(self) -> Any:
         buf = self._buf
         self._reads += 1
-        if not self._reads % CHECKPOINT_EVERY:
-            await anyio.lowlevel.checkpoint()
+        if self._reads >= CHECKPOINT_EVERY:
+            await self._checkpoint()
         while True:
             # Fast path: a buffered message and nothing to report.
             if buf:
@@ -430,7 +483,25 @@ class Stream:
                 break
             if self._state is not _OPEN or self._lost or self._gap_pending:
                 break
-            await self._wait()
+            loop = self._loop
+            fut = self._spare
+            if fut is not None and self._event is None:
+                # The one asyncio reader, as in _wait, inlined: a coroutine
+                # and a frame less per wake-up, and the stream's own future
+                # re-armed rather than a new one that the collector would
+                # promote while it waits.
+                self._reads = 0
+                self._spare = None
+                fut.__init__(loop=loop)  # type: ignore[misc]
+                self._event = fut
+                try:
+                    await fut
+                except BaseException:
+                    self._forget(fut)
+                    raise
+                self._spare = fut
+            else:
+                await self._wait()
         try:
             return self.receive_nowait()
         except (anyio.EndOfStream, StreamClosed):

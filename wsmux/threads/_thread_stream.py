@@ -79,14 +79,12 @@ class ThreadStream:
             except Exception as exc:
                 self._items.append(_Raise(exc))
                 return
-            for _ in range(stream.maxsize):
-                try:
-                    batch.append(stream.receive_nowait())
-                except anyio.WouldBlock:
-                    break
-                except Exception as exc:
-                    batch.append(_Raise(exc))
-                    break
+            try:
+                batch += stream.receive_batch_nowait()
+            except anyio.WouldBlock:
+                pass
+            except Exception as exc:
+                batch.append(_Raise(exc))
             self._items.extend(batch)
 
     def _local(self) -> Any:
@@ -184,6 +182,69 @@ class ThreadStream:
         if msg is _EMPTY:
             raise TimeoutError(f"no message within {limit}s")
         return msg
+
+    def receive_batch(self, limit: int | None = None, timeout: float | None = None) -> list[Any]:
+        """Block until a message is there, then return every one received (at most ``limit``).
+
+        One cross-thread trip takes a whole burst; lag, gaps and the end are
+        reported as by :meth:`Stream.receive_batch`: never inside a batch.
+
+        Args:
+            limit: The most messages to return (default: all received).
+            timeout: Seconds to wait (default: the stream's ``timeout``).
+
+        Returns:
+            One message or more, oldest first.
+
+        Raises:
+            ValueError: ``limit`` is not an int >= 1.
+            TimeoutError: Nothing arrived in time.
+            StreamLagged: As for :meth:`receive`.
+            ConnectionGap: As for :meth:`receive`.
+            anyio.EndOfStream: As for :meth:`receive`.
+            StreamClosed: As for :meth:`receive`.
+            RuntimeError: Called from the multiplexer's own thread.
+        """
+        if limit is not None and (limit.__class__ is not int or limit < 1):
+            raise ValueError(f"limit must be an int >= 1 or None, not {limit!r}")
+        wait = self.timeout if timeout is None else timeout
+        with self._lock:
+            if not self._items and not self._bridge.submit_wait(self._fetch, wait):
+                try:
+                    return self._stream.receive_batch_nowait(limit)
+                except anyio.WouldBlock:
+                    raise MultiplexerClosed("the multiplexer's thread has stopped") from None
+            items = self._items
+            if not items:
+                raise TimeoutError(f"no message within {wait}s")
+            if isinstance(items[0], _Raise):
+                raise items.popleft().exc
+            batch: list[Any] = []
+            while items and (limit is None or len(batch) < limit):
+                if isinstance(items[0], _Raise):
+                    break  # raised by the next call
+                batch.append(items.popleft())
+        return batch
+
+    def batches(self, limit: int | None = None) -> Iterator[list[Any]]:
+        """Iterate over batches, blocking: ``for batch in stream.batches():``.
+
+        Args:
+            limit: The most messages per batch (default: all received).
+
+        Yields:
+            Lists of messages, never empty; iteration ends as ``for msg in
+            stream`` does.
+
+        Raises:
+            ValueError: ``limit`` is not an int >= 1 (at the first batch).
+        """
+        while True:
+            try:
+                batch = self.receive_batch(limit)
+            except (anyio.EndOfStream, StreamClosed):
+                return
+            yield batch
 
     def __iter__(self) -> Iterator[Any]:
         return self
