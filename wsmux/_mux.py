@@ -682,8 +682,7 @@ class Multiplexer(StreamSource):
         messages = nbytes = 0
         sup = self._life.sup
         if sup is not None:
-            messages = sup.retired_messages + sum(link.received for link in sup.reading)
-            nbytes = sup.retired_bytes + sum(link.nbytes for link in sup.reading)
+            messages, nbytes = sup.reader.totals()
         return MultiplexerStats(
             state=self._status.state.value,
             connects=c["connects"],

@@ -7,8 +7,10 @@ counters object), never the Multiplexer. It may import :mod:`wsmux._exceptions`,
 :mod:`wsmux._log`, :mod:`wsmux._backend`, :mod:`wsmux._options` and
 :mod:`wsmux._record` (the optional recorder of raw frames); it never
 imports :mod:`wsmux.fanout` internals beyond the publish protocol, nor the
-front object. Start reading at ``_supervisor``; ``_proxy`` resolves the
-``proxy`` option for both transports.
+front object. Start reading at ``_supervisor`` (which decides which link
+is live and drives rotations), then ``_connector`` (opening links, backoff,
+the attempt budget) and ``_reader`` (one task per link: parse, route,
+publish); ``_proxy`` resolves the ``proxy`` option for both transports.
 """
 
 from ._backoff import Backoff

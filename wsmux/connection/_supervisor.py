@@ -17,29 +17,24 @@ front object. Every time is read from the event loop's clock.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import math
-from collections.abc import Awaitable, Callable, Iterator
-from time import time as _wall
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import anyio.abc
-import orjson
 
-from .._exceptions import FatalConnectError, RetriesExhausted
-from .._log import RateLimitedLog, log, redact_url, sample, show_url
+from .._log import RateLimitedLog, log
 from .._options import Options
 from .._record import Recorder
-from ..fanout._messages import Messages
 from ._backoff import Backoff
-from ._fence import fence_of
-from ._link import CountingRecv, Link, Role, describe_close
+from ._connector import Connector
+from ._link import Link, Role, describe_close
+from ._reader import Reader
 from ._rotation import Rotation
 from ._status import Gate, Hooks, Sink, State, Status
-from ._transport import classify, recv_nowait_of
+from ._transport import classify
 
 __all__ = ["Supervisor"]
 
@@ -47,9 +42,6 @@ __all__ = ["Supervisor"]
 _TAIL_GRACE = 0.5
 #: With ids, an old link quiet this long needs no overlap before its fence.
 _QUIET = 0.1
-# An exchange-to-receipt time a day or more either way is a unit mistake
-# (seconds for ms, us for ms), not latency: logged, never recorded.
-_UNIT_SLIP = 86400.0
 
 
 class Supervisor:
@@ -81,28 +73,23 @@ class Supervisor:
         recorder: Recorder | None = None,
     ) -> None:
         self.hooks = hooks
-        self.gate = gate
         self.sink = sink
         self.options = options
         self.status = status
         self.counters = status.counters
         self.tg = tg
-        self.backoff = backoff or Backoff(options.backoff_base, options.backoff_cap)
+        self.connector = Connector(hooks, options, status, tg, backoff, gate)
+        self.backoff = self.connector.backoff
         interval = max(options.rotation_interval, 0.001)
         self.rotation_backoff = Backoff(interval, max(options.backoff_cap, interval))
         self.live: Link | None = None
-        self.links: set[Link] = set()
+        self.links = self.connector.links  # every link whose socket is held
         self.rotation: Rotation | None = None
         self._caught_up = anyio.Event()  # set by the new link's reader
-        self._next_id = 0
         self._last_rotation = -float("inf")
         self._warned_storm = False
         self._warned_no_fence = False
-        #: Links whose reader runs; totals of those whose reader ended.
-        self.reading: set[Link] = set()
-        self.retired_messages = 0
-        self.retired_bytes = 0
-        self._parse_log = RateLimitedLog(logging.WARNING)
+        self.reader = Reader(hooks, sink, status, options, recorder, route=self._route)
         self._id_log = RateLimitedLog(logging.ERROR)
         hook = hooks.message_id
         self.message_id = None if hook is None else functools.partial(_safe_id, hook, self._id_log)
@@ -123,7 +110,7 @@ class Supervisor:
         self.status.set(State.CONNECTING)
         if self.recorder is not None:
             self.recorder.begin(self.hooks.url, self.hooks.label)
-        link = await self._connect(initial=True)
+        link = await self.connector.connect(initial=True)
         self._go_live(link)
         started()
         while True:
@@ -144,7 +131,7 @@ class Supervisor:
         """Wait until every socket is closed and every reader has ended."""
         for link in list(self.links):
             await link.closed.wait()
-        for link in list(self.reading):
+        for link in list(self.reader.reading):
             await link.done.wait()
 
     def lose(self, conn: Any, error: BaseException) -> None:
@@ -155,286 +142,15 @@ class Supervisor:
 
     # -- opening -------------------------------------------------------------
 
-    async def _connect(self, *, initial: bool, first_delay: float | None = None) -> Link:
-        """Open a link, retrying with backoff; raise when it is hopeless."""
-        opts = self.options
-        attempts = 0
-        delay = first_delay
-        while True:
-            if delay:
-                await anyio.sleep(delay)
-            attempts += 1
-            try:
-                return await self._open()
-            except Exception as exc:
-                failure = classify(exc, self.hooks.url)
-                self.counters["connect_errors"] += 1
-                label = self.hooks.label
-                # Errors show the URL as the user wrote it (secrets masked),
-                # so that a typo can be seen; logs show the name.
-                url = self.hooks.url
-                where = label if url is None else show_url(url)
-                attr = label if url is None else redact_url(url)
-                if failure.fatal:
-                    raise FatalConnectError(
-                        f"cannot connect to {where}: {failure.reason}",
-                        url=attr,
-                        status=failure.status,
-                    ) from None
-                if opts.max_attempts is not None and attempts >= opts.max_attempts:
-                    tried = "1 attempt" if attempts == 1 else f"{attempts} attempts"
-                    raise RetriesExhausted(
-                        f"cannot connect to {where}: {tried} failed,"
-                        f" the last with {failure.reason}",
-                        url=attr,
-                        status=failure.status,
-                    ) from None
-                delay = self._delay_after(failure.status, failure.retry_after)
-                log.warning(
-                    "connecting to %s failed (%s); attempt %d, retrying in %.2fs",
-                    label,
-                    failure.reason,
-                    attempts,
-                    delay,
-                )
-                if not initial:
-                    self.status.set(State.RECONNECTING)
-
-    def _delay_after(self, status: int | None, retry_after: float | None) -> float:
-        opts = self.options
-        delay = self.backoff.next()
-        if status == 429:
-            delay = min(opts.backoff_cap, max(delay, opts.backoff_base) * 4)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, opts.retry_after_cap))
-        return delay
-
-    async def _open(self) -> Link:
-        """Open one connection, prepare and subscribe it, arm its trigger."""
-        gate = self.gate
-        if gate is not None:
-            await gate.acquire()
-        self._next_id += 1
-        link = Link(self._next_id)
-        opts = self.options
-        try:
-            with _timeout_reason(link, opts.open_timeout):
-                try:
-                    await self.tg.start(self._hold, link, name=f"wsmux connection {link.id}")
-                finally:
-                    if gate is not None:
-                        gate.release()  # the handshake is over, either way
-                conn = link.conn
-                link.fence = fence_of(conn)  # counts every frame from here on
-                try:
-                    conn.recv = CountingRecv(link, conn.recv)
-                except AttributeError:
-                    # A connection that counts its reads itself (picows).
-                    read = getattr(conn, "messages_read", None)
-                    await self.hooks.on_connect(conn)
-                    if read is not None:
-                        link.consumed_early += conn.messages_read - read
-                else:
-                    try:
-                        await self.hooks.on_connect(conn)
-                    finally:
-                        del conn.recv
-                link.topics = await self.hooks.replay(conn)
-                if link.fence is not None and link.topics:
-                    await link.fence()  # the server has applied the subscriptions
-            # Armed before the reader starts: streams the hook opens before
-            # its first await see every message of this connection.
-            await self.tg.start(self._watch_due, link, name=f"wsmux rotation trigger {link.id}")
-        except BaseException:
-            link.release.set()
-            if link.conn is None:
-                link.holder_scope.cancel()
-            raise
-        link.opened_at = anyio.current_time()
-        self.counters["connects"] += 1
-        return link
-
-    async def _hold(self, link: Link, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """Own one socket: open it, hand it over, close it when released."""
-        self.links.add(link)
-        try:
-            made: Any = None
-            with link.holder_scope:  # cancelled by exit() while connecting
-                made = await self.hooks.create_ws()
-                if not hasattr(made, "recv") and hasattr(made, "__aenter__"):
-                    await self._hold_context(link, made, task_status)
-                    return
-            if link.holder_scope.cancel_called:
-                if made is not None and hasattr(made, "recv"):
-                    with anyio.CancelScope(shield=True), anyio.move_on_after(0.5):
-                        await made.close()  # connected just as exit cancelled the connect
-                return
-            if not hasattr(made, "recv"):
-                raise TypeError(
-                    "_create_ws must return a connection (with recv/send/close) or an async "
-                    f"context manager yielding one, not {type(made).__name__}"
-                )
-            link.conn = made
-            try:
-                task_status.started()
-                await link.release.wait()
-            finally:
-                with anyio.CancelScope(shield=True):
-                    with anyio.move_on_after(self.options.close_timeout):
-                        try:
-                            await made.close()
-                        except Exception as exc:
-                            log.debug("closing connection %d: %r", link.id, exc)
-        finally:
-            self.links.discard(link)
-            link.stop()
-            link.closed.set()
-
-    async def _hold_context(
-        self, link: Link, made: Any, task_status: anyio.abc.TaskStatus[None]
-    ) -> None:
-        """Hold a connection given as an async context manager (trio's client)."""
-        try:
-            async with made as conn:
-                link.conn = conn
-                task_status.started()
-                await link.release.wait()
-        except Exception as exc:
-            if link.conn is None:
-                raise
-            log.debug("closing connection %d: %r", link.id, exc)
-
-    async def _watch_due(self, link: Link, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        with link.due_scope:
-            task_status.started()
-            max_age = self.options.max_age
-            try:
-                with anyio.move_on_after(math.inf if max_age is None else max_age) as aged:
-                    await self.hooks.rotation_due()
-            except Exception as exc:
-                log.info("_when2create_new_ws raised %r: rotating now", exc)
-            if aged.cancelled_caught:
-                log.info("connection %d is %.6gs old (max_age): rotating", link.id, max_age)
-            link.due.set()
-
     # -- reading -------------------------------------------------------------
 
     def _start_reader(self, link: Link) -> None:
         if self.recorder is not None:
             self.recorder.event("connect", link.id)
-        self.reading.add(link)
-        self.tg.start_soon(self._read, link, name=f"wsmux reader {link.id}")
+        self.reader.reading.add(link)
+        self.tg.start_soon(self.reader.read, link, name=f"wsmux reader {link.id}")
         if self.options.stale_after:
-            self.tg.start_soon(self._watch_stale, link, name=f"wsmux stale watch {link.id}")
-
-    async def _read(self, link: Link) -> None:
-        hooks = self.hooks
-        sink = self.sink
-        status = self.status
-        counters = self.counters
-        conn = link.conn
-        recv = conn.recv
-        parse: Callable[[Any], Any] = orjson.loads
-        async_parse = hooks.async_parse
-        # A connection may offer recv_nowait(): a buffered message or None,
-        # so that a burst is drained without a coroutine per message. It
-        # gives bytes: only for the default parse (orjson takes bytes).
-        recv_nowait = getattr(conn, "recv_nowait", None)
-        if hooks.parse is not None:
-            parse = hooks.parse
-        elif async_parse is None and _speaks_websockets(conn):
-            recv = functools.partial(conn.recv, decode=False)
-            recv_nowait = recv_nowait_of(conn)
-        publish: Callable[[Any], bool] = sink.publish
-        if status.latency is not None and self.options.event_time is not None:
-            publish = self._timed(publish)
-        live = Role.LIVE
-        recorder = self.recorder
-        if recorder is not None:
-            recv, recv_nowait = recorder.wrap(link.id, recv, recv_nowait)
-        wall = _wall
-        try:
-            with link.reader_scope:
-                while True:
-                    raw = await recv()
-                    # Once per burst (every frame drained below was in by
-                    # now), and again after each yield to the consumers.
-                    status.last_message_at = wall()
-                    while raw is not None:
-                        link.received += 1
-                        link.nbytes += len(raw)
-                        try:
-                            msg = await async_parse(raw) if async_parse else parse(raw)
-                        except Exception as exc:
-                            counters["parse_errors"] += 1
-                            self._parse_log("cannot parse frame %s: %r", sample(raw), exc)
-                            msg = None
-                        if link.role is live and msg.__class__ is not Messages:
-                            if msg is not None and publish(msg):
-                                await sink.relieve()
-                                status.last_message_at = wall()
-                        else:
-                            if msg.__class__ is Messages:
-                                # Each element is a message of its own; the role
-                                # is checked for each, since relieve() may change it.
-                                for one in msg:
-                                    if (
-                                        one is not None
-                                        and (link.role is live or self._route(link, one, raw))
-                                        and publish(one)
-                                    ):
-                                        await sink.relieve()
-                                        status.last_message_at = wall()
-                            elif msg is not None and self._route(link, msg, raw) and publish(msg):
-                                await sink.relieve()
-                                status.last_message_at = wall()
-                            if link.mark is not None and link.received >= link.mark:
-                                link.reached.set()
-                        raw = recv_nowait() if recv_nowait is not None else None
-        except Exception as exc:
-            link.error = exc
-        finally:
-            if recorder is not None:
-                reason = "stopped" if link.error is None else describe_close(link.error)
-                recorder.event("close", link.id, reason=reason)
-            self.reading.discard(link)
-            self.retired_messages += link.received
-            self.retired_bytes += link.nbytes
-            link.done.set()
-
-    def _timed(self, publish: Callable[[Any], bool]) -> Callable[[Any], bool]:
-        """``publish``, recording each message's exchange-to-receipt latency first.
-
-        Only readers of a multiplexer given ``event_time`` use it: the
-        others publish with no per-message cost. The receipt time is the
-        one the reader took when the frame arrived.
-        """
-        event_time = self.options.event_time
-        status = self.status
-        assert event_time is not None and status.latency is not None
-        record = status.latency.record
-        errors = RateLimitedLog(logging.WARNING)
-
-        def timed(msg: Any) -> bool:
-            # Whatever event_time gives (a string, NaN, a time in the wrong
-            # unit), the message is published and the reader lives on.
-            try:
-                sent = event_time(msg)
-                if sent is not None:
-                    took = status.received_at() - sent
-                    if -_UNIT_SLIP < took < _UNIT_SLIP:
-                        record(took)
-                    else:
-                        errors(
-                            "event_time is %.3g s from the receipt time; not recorded"
-                            " (a field must be epoch ms, a function epoch seconds)",
-                            took,
-                        )
-            except Exception as exc:
-                errors("event_time gave no usable time (%r); latency not recorded", exc)
-            return publish(msg)
-
-        return timed
+            self.tg.start_soon(self.reader.watch_stale, link, name=f"wsmux stale watch {link.id}")
 
     def _route(self, link: Link, msg: Any, raw: Any) -> bool:
         """Ask the rotation what to do with a message of a link not simply live.
@@ -454,22 +170,6 @@ class Supervisor:
                 self._caught_up.set()
             return False
         return rotation.tail_message(msg)  # Role.TAIL
-
-    async def _watch_stale(self, link: Link) -> None:
-        limit = self.options.stale_after
-        assert limit is not None
-        with link.scope:
-            seen, since = link.received, anyio.current_time()
-            while True:
-                await anyio.sleep(limit / 4)
-                if link.received != seen:
-                    seen, since = link.received, anyio.current_time()
-                elif anyio.current_time() - since >= limit:
-                    log.warning("no message for %.1fs: replacing the connection", limit)
-                    self.counters["stale"] += 1
-                    link.stale = True
-                    link.reader_scope.cancel()
-                    return
 
     # -- state changes -------------------------------------------------------
 
@@ -608,10 +308,10 @@ class Supervisor:
         async def attempt() -> None:
             nonlocal new
             try:
-                new = await self._open()
+                new = await self.connector.open()
             except Exception as exc:
                 failure = classify(exc, self.hooks.url)
-                delay = self._delay_after(failure.status, failure.retry_after)
+                delay = self.connector.delay_after(failure.status, failure.retry_after)
                 log.warning(
                     "rotation: opening the next connection failed (%s);"
                     " still serving on the old one, retrying in %.2fs",
@@ -783,31 +483,11 @@ class Supervisor:
             first_delay = 0.0
         else:
             first_delay = self.backoff.next()
-        link = await self._connect(initial=False, first_delay=first_delay)
+        link = await self.connector.connect(initial=False, first_delay=first_delay)
         self._go_live(link)
         self.counters["reconnects"] += 1
         status.on_reconnect()
         return link
-
-
-@contextlib.contextmanager
-def _timeout_reason(link: Link, seconds: float) -> Iterator[None]:
-    """``fail_after(seconds)``, and a TimeoutError that says what did not finish.
-
-    Both anyio's deadline and the transports' own handshake timeouts raise a
-    bare TimeoutError; a reason such as ``"TimeoutError: "`` tells nothing.
-    """
-    try:
-        with anyio.fail_after(seconds):
-            yield
-    except TimeoutError as exc:
-        if str(exc):
-            raise
-        if link.conn is None:
-            what = f"no handshake within {seconds:g}s (open_timeout)"
-        else:
-            what = f"_on_connect and subscriptions not done within {seconds:g}s (open_timeout)"
-        raise TimeoutError(what) from None
 
 
 def _safe_id(hook: Callable[[Any], Any], errors: RateLimitedLog, msg: Any) -> Any:
@@ -829,8 +509,3 @@ async def _race(*fns: Callable[[], Awaitable[object]]) -> None:
 
         for fn in fns:
             tg.start_soon(run, fn, name=f"wsmux {getattr(fn, '__name__', 'wait')}")
-
-
-def _speaks_websockets(conn: Any) -> bool:
-    """True for websockets' own connections, whose recv takes ``decode``."""
-    return type(conn).__module__.startswith("websockets.")
