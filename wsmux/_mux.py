@@ -9,7 +9,6 @@ adapters override; the supervisor sees them only as :class:`Hooks`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any, Literal
 
@@ -20,17 +19,17 @@ from websockets.uri import parse_uri
 from ._exceptions import FatalConnectError, MultiplexerClosed
 from ._front import StreamSource
 from ._lifecycle import Lifecycle
-from ._log import default_name, log
+from ._log import default_name
 from ._options import MultiplexerStats, Options
 from ._outbound import Outbound
 from ._record import Recorder
-from .connection._auto import choose_transport
 from .connection._backoff import Backoff
-from .connection._proxy import check_proxy, resolve_proxy
+from .connection._dial import Dialer
+from .connection._proxy import check_proxy
 from .connection._ratelimit import RateLimiter
 from .connection._status import ENDED, LIVE, Gate, Hooks, Sink, State, Status
 from .connection._supervisor import Supervisor
-from .connection._transport import Connection, ScrubbingLogger, default_connect
+from .connection._transport import Connection
 from .fanout import (
     Filters,
     Hub,
@@ -199,32 +198,6 @@ class Multiplexer(StreamSource):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
         if name is not None and not (isinstance(name, str) and name):
             raise TypeError(f"name must be a non-empty str, not {name!r}")
-        for option, value in (
-            ("open_timeout", open_timeout),
-            ("close_timeout", close_timeout),
-            ("send_timeout", send_timeout),
-            ("request_timeout", request_timeout),
-            ("retry_after_cap", retry_after_cap),
-        ):
-            if not value > 0:
-                raise ValueError(f"{option} must be > 0, not {value!r}")
-        if stale_after is not None and not stale_after > 0:
-            raise ValueError(f"stale_after must be > 0 or None, not {stale_after!r}")
-        if max_attempts is not None and max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1 or None, not {max_attempts!r}")
-        if subscribe_chunk < 1:
-            raise ValueError(f"subscribe_chunk must be >= 1, not {subscribe_chunk!r}")
-        if not rotation_drain > 0:
-            raise ValueError(f"rotation_drain must be > 0, not {rotation_drain!r}")
-        if not rotation_interval >= 0:
-            raise ValueError(f"rotation_interval must be >= 0, not {rotation_interval!r}")
-        if max_age is not None:
-            if isinstance(max_age, bool) or not isinstance(max_age, int | float):
-                raise TypeError(f"max_age must be a number of seconds or None, not {max_age!r}")
-            if not 0 < max_age < math.inf:
-                raise ValueError(f"max_age must be > 0 and finite, or None, not {max_age!r}")
-        if not (backoff_base > 0 and backoff_cap >= backoff_base):
-            raise ValueError("backoff_base must be > 0 and backoff_cap >= backoff_base")
         if transport == "picows":
             from .connection._picows import require_picows
 
@@ -258,13 +231,11 @@ class Multiplexer(StreamSource):
             subscribe_chunk=subscribe_chunk,
             reconnect_args=tuple(reconnect_args),
             transport=transport,
-            max_age=None if max_age is None else float(max_age),
+            max_age=max_age,
             event_time=None if event_time is None else event_seconds(event_time),
             proxy=None if proxy is False else proxy,
         )
-        # What the last connect chose ("" until then, for auto), and why.
-        self._transport: str = "" if transport == "auto" else transport
-        self._transport_why = ""
+        self._dialer = Dialer(self._options, self._name)
         self._recorder = recorder
         self._backoff = backoff
         self._hub = Hub(drain_timeout=drain_timeout)
@@ -306,15 +277,7 @@ class Multiplexer(StreamSource):
 
     def _transport_name(self) -> str:
         """The transport of the live connection, else the last one chosen, else the option."""
-        ws = self.present_ws
-        if ws is not None:
-            kind = type(ws)
-            if kind.__name__ == "PicowsConnection":
-                return "picows"
-            if kind.__module__.startswith("websockets."):
-                return "websockets"
-            return kind.__name__  # made by an overridden _create_ws
-        return self._transport or self._options.transport
+        return self._dialer.transport_of(self.present_ws)
 
     # -- hooks (override in an adapter) -----------------------------------
 
@@ -333,41 +296,7 @@ class Multiplexer(StreamSource):
         if self.url is None:
             raise FatalConnectError("no url: pass one to Multiplexer() or override _create_ws")
         parse_uri(self.url)  # InvalidURI, fatal, for either transport
-        opts = self._options
-        transport, why = choose_transport(
-            opts.transport, self.url, opts.connect_options, opts.ping_interval, opts.ping_timeout
-        )
-        if (transport, why) != (self._transport, self._transport_why):
-            log.info("%s: transport %s (%s)", self._name, transport, why)
-        self._transport, self._transport_why = transport, why
-        if transport == "picows":
-            from .connection._picows import picows_connect
-
-            return await picows_connect(
-                self.url,
-                max_size=opts.max_size,
-                ping_interval=opts.ping_interval,
-                ping_timeout=opts.ping_timeout,
-                open_timeout=opts.open_timeout,
-                close_timeout=opts.close_timeout,
-                **{"proxy": resolve_proxy(opts.proxy, self.url), **opts.connect_options},
-            )
-        options: dict[str, Any] = {
-            "max_size": opts.max_size,
-            "ping_interval": opts.ping_interval,
-            "ping_timeout": opts.ping_timeout,
-            "close_timeout": opts.close_timeout,
-            "open_timeout": opts.open_timeout,
-            "compression": None,
-            "max_queue": 1024,
-            "logger": ScrubbingLogger(self.url),
-            "proxy": opts.proxy,
-        }
-        options.update(opts.connect_options)
-        made = default_connect(self.url, options)
-        if hasattr(made, "__await__"):
-            return await made
-        return made
+        return await self._dialer.dial(self.url)
 
     async def _when2create_new_ws(self) -> None:
         """Return (or raise) when the connection should be rotated (hook).
@@ -627,7 +556,7 @@ class Multiplexer(StreamSource):
         if ids is not None:
             self._out.ids = ids
         if name is not None:
-            self._name = self._redacted = self._status.label = name
+            self._name = self._redacted = self._status.label = self._dialer.name = name
 
     def _live(self) -> tuple[Any, set[str]] | None:
         sup = self._life.sup

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -42,6 +43,38 @@ class Options:
     event_time: Callable[[Any], float | None] | None = None
     #: True: from the environment; None: none; else the proxy URL (secret-bearing).
     proxy: str | bool | None = field(default=True, repr=False)
+
+    def __post_init__(self) -> None:
+        """Check the ranges (the constructor's ``ValueError``/``TypeError``)."""
+        for option in (
+            "open_timeout",
+            "close_timeout",
+            "send_timeout",
+            "request_timeout",
+            "retry_after_cap",
+        ):
+            value = getattr(self, option)
+            if not value > 0:
+                raise ValueError(f"{option} must be > 0, not {value!r}")
+        if self.stale_after is not None and not self.stale_after > 0:
+            raise ValueError(f"stale_after must be > 0 or None, not {self.stale_after!r}")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1 or None, not {self.max_attempts!r}")
+        if self.subscribe_chunk < 1:
+            raise ValueError(f"subscribe_chunk must be >= 1, not {self.subscribe_chunk!r}")
+        if not self.rotation_drain > 0:
+            raise ValueError(f"rotation_drain must be > 0, not {self.rotation_drain!r}")
+        if not self.rotation_interval >= 0:
+            raise ValueError(f"rotation_interval must be >= 0, not {self.rotation_interval!r}")
+        max_age = self.max_age
+        if max_age is not None:
+            if isinstance(max_age, bool) or not isinstance(max_age, int | float):
+                raise TypeError(f"max_age must be a number of seconds or None, not {max_age!r}")
+            if not 0 < max_age < math.inf:
+                raise ValueError(f"max_age must be > 0 and finite, or None, not {max_age!r}")
+            object.__setattr__(self, "max_age", float(max_age))
+        if not (self.backoff_base > 0 and self.backoff_cap >= self.backoff_base):
+            raise ValueError("backoff_base must be > 0 and backoff_cap >= backoff_base")
 
 
 class MultiplexerStats(NamedTuple):
