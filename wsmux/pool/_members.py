@@ -217,15 +217,26 @@ class Members:
             except Exception as exc:
                 errors.append(exc)
 
+        changes: dict[Shard, tuple[list[str], list[str]]] = {}
+        for shard, gone in plan.drop:
+            changes[shard] = (gone, [])
+        for shard, added in plan.add:
+            changes[shard] = (changes.get(shard, ([], []))[0], added)
+
+        async def change(mux: Multiplexer, gone: list[str], added: list[str]) -> None:
+            # In this order: a connection at its cap must never go over it.
+            # The subscribe is tried even if the unsubscribe failed.
+            if gone:
+                await each(lambda: mux.unsubscribe(*gone))
+            if added:
+                await each(lambda: mux.subscribe(*added))
+
         async with anyio.create_task_group() as work:
             for shard in plan.close:
                 work.start_soon(each, lambda s=shard: self.close(s))
-            for shard, gone in plan.drop:
+            for shard, (gone, added) in changes.items():
                 for member in shard.members:
-                    work.start_soon(each, lambda m=member, g=gone: m.mux.unsubscribe(*g))
-            for shard, added in plan.add:
-                for member in shard.members:
-                    work.start_soon(each, lambda m=member, a=added: m.mux.subscribe(*a))
+                    work.start_soon(change, member.mux, gone, added)
         for shard in plan.new:
             try:
                 await self.open(shard, tg)
