@@ -119,3 +119,27 @@ async def test_a_redundant_pool_starts_on_one_copy_and_exits_during_a_backoff() 
                     await pool.wait_connected(timeout=0.05)
                 start = anyio.current_time()
             assert anyio.current_time() - start < 5
+
+
+async def test_the_last_topic_of_a_reconnecting_connection_closes_it_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Unsubscribing the last topic of a connection that waits out a 30 s
+    Retry-After closes it at once; URL secrets appear in no name or log."""
+    with FeedServer(symbols=2, require_subscribe=True) as srv:
+        url = srv.url.replace("ws://", "ws://user:pw0rd@") + "/ws?listenKey=s3cret"
+        pool = Pool(lambda: Multiplexer(url, **FAST), max_topics=1)
+        with anyio.fail_after(10):
+            async with pool:
+                await pool.subscribe("sym0@trade", "sym1@trade")
+                await pool.wait_connected()
+                srv.refuse(count=None, status=503, retry_after=30)
+                srv.drop()
+                while pool.stats().connect_errors < 2:
+                    await anyio.sleep(0.01)
+                await pool.unsubscribe("sym1@trade")
+                (left,) = pool.connections
+                assert left.topics == ("sym0@trade",) and left.state == "reconnecting"
+                text = repr(pool.connections)
+    text += " ".join(r.getMessage() for r in caplog.records)
+    assert "pw0rd" not in text and "s3cret" not in text
