@@ -187,6 +187,7 @@ class Outbound:
 
         One sync runs at a time and each computes the difference when it
         starts, so changes made in any order converge on :attr:`topics`.
+        Unsubscribes go before subscribes.
         """
         if self._lock is None:
             self._lock = anyio.Lock()
@@ -198,14 +199,16 @@ class Outbound:
             wanted = self.topics
             add = [t for t in wanted if t not in told]
             drop = [t for t in told if t not in set(wanted)]
-            if add:
-                for msg in self._subscribe_messages(add):
-                    await self.send(msg)
-                told.update(add)
+            # Drops first: a connection at its streams cap (a swap of topics)
+            # never goes over it, which the exchange would refuse.
             if drop:
                 for msg in self._unsubscribe_messages(drop):
                     await self.send(msg)
                 told.difference_update(drop)
+            if add:
+                for msg in self._subscribe_messages(add):
+                    await self.send(msg)
+                told.update(add)
 
     def topics_changed(self) -> None:
         """Sync the topics in the background (after a change or a rotation)."""

@@ -74,7 +74,7 @@ def test_first_copy_is_delivered_later_ones_dropped_with_bounded_memory() -> Non
         b.publish({"id": i})
     assert [m["id"] for m in hub.published] == list(range(10))
     assert b.dropped == 10 and a.dropped == 0 and merger.duplicates == 10
-    assert len(merger._seen) == 0  # every id seen on both copies: nothing kept
+    assert len(merger._seen) == 4 == len(merger._order)  # the last ``window`` ids
     # One copy only (the other is down): ids are kept, but at most ``window``.
     for i in range(10, 30):
         a.publish({"id": i})
@@ -83,6 +83,28 @@ def test_first_copy_is_delivered_later_ones_dropped_with_bounded_memory() -> Non
     a.publish({"x": 1})
     b.publish({"x": 1})
     assert hub.published[-2:] == [{"x": 1}, {"x": 1}]
+
+
+def test_a_copy_that_repeats_an_id_does_not_let_it_through_twice() -> None:
+    """A copy repeating a message (a replay after its reconnect, a rotation
+    without ids) is dropped, before or after the other copy brought it; and
+    ids that churn never keep more than ``window`` entries."""
+    hub = Recorder()
+    merger = Merger(hub, lambda m: m["id"], copies=2, window=8)
+    a, b = merger.sink(lambda: None), merger.sink(lambda: None)
+    a.publish({"id": 1})
+    a.publish({"id": 1})  # repeated on copy a before b brought it
+    b.publish({"id": 1})
+    a.publish({"id": 1})  # and again after both did
+    assert [m["id"] for m in hub.published] == [1] and merger.duplicates == 3
+    for i in range(2, 1000):  # churn: every id once on a, most on b, some twice
+        a.publish({"id": i})
+        if i % 3:
+            b.publish({"id": i})
+        if i % 7 == 0:
+            b.publish({"id": i})
+    assert [m["id"] for m in hub.published] == list(range(1, 1000))
+    assert len(merger._seen) <= 8 and len(merger._order) <= 8
 
 
 def test_losing_one_copy_is_not_a_gap_losing_every_copy_is_one() -> None:

@@ -93,7 +93,7 @@ class PoolLife:
         try:
             await self.hub.__aenter__()
             await sync()
-            while self.error is None and not all(m.live for m in self.members.all):
+            while self.error is None and not self.members.ready():
                 await self.wait_change(math.inf)
         except BaseException:
             await self.finish()

@@ -66,6 +66,8 @@ class PoolConnection(NamedTuple):
         stats: Its own counters.
         copies_dropped: Its messages dropped because another copy of the
             shard delivered them first (0 without redundancy).
+        error: Why it failed for good (state ``"failed"``: a redundant copy
+            whose shard goes on with its other copies), else None.
     """
 
     id: int
@@ -76,6 +78,7 @@ class PoolConnection(NamedTuple):
     topics: tuple[str, ...]
     stats: MultiplexerStats
     copies_dropped: int
+    error: str | None = None
 
 
 @dataclass(eq=False)
@@ -88,6 +91,8 @@ class Member:
     mux: Multiplexer
     sink: Sink
     done: anyio.Event = field(default_factory=anyio.Event)
+    #: The error it failed with for good, if it did.
+    error: BaseException | None = None
 
     @property
     def live(self) -> bool:
@@ -106,6 +111,7 @@ class Member:
             topics=tuple(self.shard.topics),
             stats=stats,
             copies_dropped=self.sink.dropped if isinstance(self.sink, CopySink) else 0,
+            error=None if self.error is None else str(self.error),
         )
 
 
@@ -122,7 +128,7 @@ class Members:
         budget: The shared connection-attempt budget, or None.
         send_rate: ``(count, seconds)`` per connection, or None.
         window: Ids remembered per redundant shard.
-        failed: Called with the error a connection died of.
+        failed: Called with a connection that failed for good and its error.
     """
 
     def __init__(
@@ -134,7 +140,7 @@ class Members:
         budget: ConnectBudget | None,
         send_rate: tuple[int, float] | None,
         window: int,
-        failed: Callable[[BaseException], None],
+        failed: Callable[[Member, BaseException], None],
     ) -> None:
         self._factory = factory
         self._urls = urls
@@ -217,15 +223,27 @@ class Members:
             except Exception as exc:
                 errors.append(exc)
 
+        changes: dict[Shard, tuple[list[str], list[str]]] = {}
+        for shard, gone in plan.drop:
+            changes[shard] = (gone, [])
+        for shard, added in plan.add:
+            changes[shard] = (changes.get(shard, ([], []))[0], added)
+
+        async def change(mux: Multiplexer, gone: list[str], added: list[str]) -> None:
+            # In this order: a connection at its cap must never go over it.
+            # The subscribe is tried even if the unsubscribe failed.
+            if gone:
+                await each(lambda: mux.unsubscribe(*gone))
+            if added:
+                await each(lambda: mux.subscribe(*added))
+
         async with anyio.create_task_group() as work:
             for shard in plan.close:
                 work.start_soon(each, lambda s=shard: self.close(s))
-            for shard, gone in plan.drop:
+            for shard, (gone, added) in changes.items():
                 for member in shard.members:
-                    work.start_soon(each, lambda m=member, g=gone: m.mux.unsubscribe(*g))
-            for shard, added in plan.add:
-                for member in shard.members:
-                    work.start_soon(each, lambda m=member, a=added: m.mux.subscribe(*a))
+                    if member.error is None:  # a failed copy is told nothing
+                        work.start_soon(change, member.mux, gone, added)
         for shard in plan.new:
             try:
                 await self.open(shard, tg)
@@ -243,7 +261,8 @@ class Members:
         try:
             await member.mux.run()
         except Exception as exc:
-            self._failed(exc)
+            member.error = exc
+            self._failed(member, exc)
         finally:
             member.done.set()
 
@@ -280,6 +299,15 @@ class Members:
         for member in list(self.all):
             await member.done.wait()
 
+    def ready(self) -> bool:
+        """Whether every shard has an open copy (the pool may start)."""
+        shards = {member.shard for member in self.all}
+        return all(any(m.live for m in shard.members) for shard in shards)
+
+    def all_live(self) -> bool:
+        """Whether every connection that did not fail for good is open."""
+        return all(member.live for member in self.all if member.error is None)
+
     def pick(self, name: str) -> Member:
         """An open connection of the pool (the oldest), else the oldest one.
 
@@ -289,7 +317,8 @@ class Members:
         members = self.all
         if not members:
             raise NotConnected(f"{name} has no connection: subscribe to a topic first")
-        return next((m for m in members if m.live), members[0])
+        running = [m for m in members if m.error is None] or members
+        return next((m for m in running if m.live), running[0])
 
     async def request(self, hub: Hub, msg: dict[str, Any], timeout: float | None, name: str) -> Any:
         """Send ``msg`` on one connection; return the reply carrying its id (see ``Pool.request``).

@@ -4,7 +4,10 @@ Each connection of a shard publishes through its own :class:`CopySink` (the
 :class:`~wsmux.connection._status.Sink` its supervisor is given). The sinks
 of a shard share one :class:`Merger`: the first copy of a message (by the
 adapter's ``_message_id``) is handed to the hub, later copies are counted and
-dropped, and the ids remembered are bounded (the last ``window`` ids).
+dropped, and the ids remembered are bounded (the last ``window`` ids). An id
+is remembered until it leaves the window, not only until every copy brought
+it: a copy that repeats a message (a venue replaying its last one after a
+reconnect, say) is dropped too.
 
 Losing one copy is not a gap. When a copy's supervisor reports a loss
 (``mark_gap``), the hub is told only if no other copy covered the time since
@@ -64,7 +67,7 @@ class Merger:
         self.copies = copies
         self.window = window
         self.sinks: list[CopySink] = []
-        self._seen: dict[Hashable, int] = {}  # id -> copies seen so far
+        self._seen: dict[Hashable, int] = {}  # id -> the copies that brought it (bits)
         self._order: deque[Hashable] = deque()  # ids in the order first seen
         #: Later copies dropped, over all copies.
         self.duplicates = 0
@@ -84,12 +87,17 @@ class Merger:
         Args:
             last_frame: Wall-clock time of that copy's last frame, or None.
         """
-        sink = CopySink(self, last_frame)
+        sink = CopySink(self, last_frame, 1 << len(self.sinks))
         self.sinks.append(sink)
         return sink
 
-    def first(self, msg: Any) -> bool:
-        """Whether ``msg`` is the first copy to arrive (or carries no usable id)."""
+    def first(self, msg: Any, bit: int = 1) -> bool:
+        """Whether ``msg`` is the first copy to arrive (or carries no usable id).
+
+        Args:
+            msg: The message.
+            bit: The bit of the copy that brought it.
+        """
         try:
             key = self.message_id(msg)
         except Exception as exc:
@@ -100,32 +108,34 @@ class Merger:
             return True
         seen = self._seen
         try:
-            count = seen.get(key)
+            copies = seen.get(key)
         except TypeError:
             self._errors("_message_id returned an unhashable %s", type(key).__name__)
             return True
-        if count is None:
-            seen[key] = 1
+        if copies is None:
+            # Kept until it leaves the window, even once every copy brought
+            # it: each id is in the order once, so the window bounds both.
+            seen[key] = bit
             order = self._order
             order.append(key)
             if len(order) > self.window:
-                seen.pop(order.popleft(), None)
+                del seen[order.popleft()]
             return True
         self.duplicates += 1
-        if count + 1 >= self.copies:
-            del seen[key]  # every copy arrived: nothing more to drop
-        else:
-            seen[key] = count + 1
+        seen[key] = copies | bit
         return False
 
 
 class CopySink:
     """The sink one connection of a redundant shard publishes into."""
 
-    __slots__ = ("_last_frame", "_merger", "dropped", "up_since")
+    __slots__ = ("_bit", "_last_frame", "_merger", "dropped", "up_since")
 
-    def __init__(self, merger: Merger, last_frame: Callable[[], float | None]) -> None:
+    def __init__(
+        self, merger: Merger, last_frame: Callable[[], float | None], bit: int = 1
+    ) -> None:
         self._merger = merger
+        self._bit = bit
         self._last_frame = last_frame
         #: Wall-clock time of this copy's first frame since it was last lost.
         self.up_since: float | None = None
@@ -137,7 +147,7 @@ class CopySink:
         if self.up_since is None:
             self.up_since = time.time()
         merger = self._merger
-        if merger.first(msg):
+        if merger.first(msg, self._bit):
             return merger.hub.publish(msg)
         self.dropped += 1
         return False

@@ -27,7 +27,7 @@ from ..fanout import (
     Stream,
 )
 from ._life import PoolLife
-from ._members import Members, PoolConnection
+from ._members import Member, Members, PoolConnection
 from ._placement import Placement, Wanted, check_topics
 
 __all__ = ["Pool"]
@@ -50,7 +50,10 @@ class Pool(StreamSource):
     ``_message_id``: the first copy of a message is delivered, the second
     counted (``stats().duplicates``) and dropped. Losing one copy is not a
     gap; ``gaps="raise"`` streams get ConnectionGap only when every copy of
-    a shard was lost at once.
+    a shard was lost at once. A copy that fails for good (a 401, say) is
+    logged and shown as failed in :attr:`connections`; the pool fails only
+    when the last copy of a shard does, and starts once every shard has an
+    open copy.
 
     Args:
         factory: Makes one connection: any Multiplexer subclass, called as
@@ -230,7 +233,7 @@ class Pool(StreamSource):
         """The pool's state: open when every connection is, reconnecting while one is not."""
         if self._life.state is not State.OPEN:
             return self._life.state
-        if all(member.live for member in self._members.all):
+        if self._members.all_live():
             return State.OPEN
         return State.RECONNECTING
 
@@ -310,8 +313,25 @@ class Pool(StreamSource):
 
     # -- lifecycle --------------------------------------------------------------------
 
-    def _failed(self, error: BaseException) -> None:
-        self._life.fail(error)
+    def _failed(self, member: Member, error: BaseException) -> None:
+        """A connection failed for good: the pool fails, unless it was a
+        redundant copy and another copy of its shard still runs."""
+        running = sum(m.error is None for m in member.shard.members)
+        if not running or self._life.exiting:
+            self._life.fail(error)
+            return
+        log.error(
+            "%s: %s (copy %d of shard %d) failed for good: %s; the shard goes on"
+            " with %d of %d copies",
+            self._name,
+            member.mux.stats().name,
+            member.copy,
+            member.shard.id,
+            error,
+            running,
+            self.redundancy,
+        )
+        self._life.signal()
 
     async def __aenter__(self) -> Pool:
         await self._life.start(self._sync)
