@@ -15,17 +15,14 @@ from typing import Any
 from .. import Bridge, WsmuxError
 from .._log import show_url
 from ._common import (
-    json_filter,
-    json_value,
-    key_value,
-    nonnegative_int,
+    add_feed_arguments,
     positive_float,
     setup_logging,
     status,
     ws_url,
 )
 from ._nats_tap import filters_of, nats_url
-from ._tap import DEFAULT_RETRIES, _TapMux
+from ._tap import _TapMux
 
 __all__ = ["add_parser"]
 
@@ -50,6 +47,7 @@ def add_parser(sub: Any) -> None:
         ' "params": ["btcusdt@aggTrade"], "id": 1}\'',
     )
     cmd.add_argument("url", type=ws_url, metavar="URL", help="a ws:// or wss:// URL")
+    add_feed_arguments(cmd, verb="publish only")
     cmd.add_argument(
         "--nats",
         required=True,
@@ -72,41 +70,10 @@ def add_parser(sub: Any) -> None:
         help="JetStream: size bound of the stream (default 1 GiB)",
     )
     cmd.add_argument(
-        "-f",
-        dest="items",
-        action="append",
-        default=[],
-        type=key_value,
-        metavar="KEY=VALUE",
-        help="publish only messages whose KEY equals VALUE",
-    )
-    cmd.add_argument(
-        "--filter",
-        type=json_filter,
-        metavar="JSON",
-        help="a filter as JSON: an object (AND) or a list of objects (OR)",
-    )
-    cmd.add_argument(
-        "--send",
-        action="append",
-        default=[],
-        type=json_value,
-        metavar="JSON",
-        help="a message to send after each connect (repeatable)",
-    )
-    cmd.add_argument(
         "--rotate-every",
         type=positive_float,
         metavar="S",
         help="replace the connection every S seconds, with no gap",
-    )
-    cmd.add_argument(
-        "--retries",
-        type=nonnegative_int,
-        default=DEFAULT_RETRIES,
-        metavar="N",
-        help=f"give up after N failed connection attempts in a row (default"
-        f" {DEFAULT_RETRIES}; 0: never)",
     )
     cmd.add_argument("-v", "--verbose", action="store_true", help="log more to stderr")
     cmd.set_defaults(func=_bridge)

@@ -215,3 +215,52 @@ def stats_line(stats: Any, rate: float | None) -> str:
         if st.latency is not None:
             parts.append(f"receipt->{name} {st.latency}")
     return "stats: " + ", ".join(parts)
+
+
+#: Connection attempts in a row before a command gives up: a refused or silent
+#: port ends it (exit 1) instead of retrying forever.
+DEFAULT_RETRIES = 5
+
+
+def add_feed_arguments(cmd: Any, *, verb: str) -> None:
+    """Add ``-f``, ``--filter``, ``--send`` and ``--retries``, as every feed command takes them.
+
+    Args:
+        cmd: The subcommand's parser.
+        verb: What the command does with a selected message ("keep",
+            "record only", "publish only"), for the help of ``-f``.
+    """
+    cmd.add_argument(
+        "-f",
+        dest="items",
+        action="append",
+        default=[],
+        type=key_value,
+        metavar="KEY=VALUE",
+        help=f"{verb} messages whose KEY equals VALUE; repeat to AND. VALUE is read as JSON"
+        " first, else taken as a string: -f c=123 matches the number 123, -f s=BTCUSDT the"
+        " string; quote to force a string: -f 'c=\"123\"'",
+    )
+    cmd.add_argument(
+        "--filter",
+        type=json_filter,
+        metavar="JSON",
+        help="a filter as JSON: an object (AND) or a list of objects (OR),"
+        ' e.g. \'[{"e": "trade"}]\'',
+    )
+    cmd.add_argument(
+        "--send",
+        action="append",
+        default=[],
+        type=json_value,
+        metavar="JSON",
+        help="a message to send after each connect (repeatable)",
+    )
+    cmd.add_argument(
+        "--retries",
+        type=nonnegative_int,
+        default=DEFAULT_RETRIES,
+        metavar="N",
+        help="give up (exit 1) after N failed connection attempts in a row, at the start or"
+        f" after a loss (default {DEFAULT_RETRIES}; 0: never give up)",
+    )

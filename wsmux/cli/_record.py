@@ -16,16 +16,13 @@ import anyio
 from .. import Recorder, WsmuxError
 from .._log import show_url
 from ._common import (
-    json_filter,
-    json_value,
-    key_value,
-    nonnegative_int,
+    add_feed_arguments,
     positive_float,
     setup_logging,
     status,
     ws_url,
 )
-from ._tap import DEFAULT_RETRIES, _TapMux
+from ._tap import _TapMux
 
 __all__ = ["add_parser"]
 
@@ -48,28 +45,9 @@ def add_parser(sub: Any) -> None:
         ' \'{"method": "SUBSCRIBE", "params": ["btcusdt@aggTrade"], "id": 1}\' --duration 3600',
     )
     rec.add_argument("url", type=ws_url, metavar="URL", help="a ws:// or wss:// URL")
+    add_feed_arguments(rec, verb="record only")
     rec.add_argument(
         "-o", "--output", required=True, metavar="FILE", help="the recording (.zst: compressed)"
-    )
-    rec.add_argument(
-        "--send",
-        action="append",
-        default=[],
-        type=json_value,
-        metavar="JSON",
-        help="a message to send after each connect (repeatable)",
-    )
-    rec.add_argument(
-        "-f",
-        dest="items",
-        action="append",
-        default=[],
-        type=key_value,
-        metavar="KEY=VALUE",
-        help="record only JSON frames whose KEY equals VALUE; repeat to AND (as in wsmux tap)",
-    )
-    rec.add_argument(
-        "--filter", type=json_filter, metavar="JSON", help="a filter as JSON, as in wsmux tap"
     )
     rec.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
     rec.add_argument(
@@ -77,14 +55,6 @@ def add_parser(sub: Any) -> None:
         metavar="URL",
         help="connect through this proxy (http://[user:pass@]host:port or socks5h://...);"
         " default: the environment's (https_proxy, all_proxy, no_proxy); 'none' for no proxy",
-    )
-    rec.add_argument(
-        "--retries",
-        type=nonnegative_int,
-        default=DEFAULT_RETRIES,
-        metavar="N",
-        help=f"give up after N failed connection attempts in a row (default {DEFAULT_RETRIES};"
-        " 0: never give up)",
     )
     rec.add_argument("-v", "--verbose", action="store_true", help="log more to stderr")
     rec.set_defaults(func=_record)

@@ -19,11 +19,9 @@ import orjson
 from .. import ConnectionGap, Multiplexer, StreamLagged, ThreadStream, WsmuxError, run_in_thread
 from .._log import show_url
 from ._common import (
+    DEFAULT_RETRIES,
+    add_feed_arguments,
     add_metrics_options,
-    json_filter,
-    json_value,
-    key_value,
-    nonnegative_int,
     positive_float,
     positive_int,
     quiet_broken_pipe,
@@ -36,10 +34,6 @@ from ._nats_tap import add_arguments as add_nats_arguments
 from ._nats_tap import nats_tap, tap_url
 
 __all__ = ["DEFAULT_RETRIES", "add_parser"]
-
-#: Connection attempts in a row before ``tap`` gives up: a refused or silent
-#: port ends the command (exit 1) instead of retrying forever.
-DEFAULT_RETRIES = 5
 
 
 def add_parser(sub: Any) -> None:
@@ -66,46 +60,13 @@ def add_parser(sub: Any) -> None:
         metavar="URL",
         help="a ws:// or wss:// URL, or nats://HOST:PORT/SUBJECT",
     )
-    tap.add_argument(
-        "-f",
-        dest="items",
-        action="append",
-        default=[],
-        type=key_value,
-        metavar="KEY=VALUE",
-        help="keep messages whose KEY equals VALUE; repeat to AND. VALUE is read as JSON"
-        " first, else taken as a string: -f c=123 matches the number 123, -f s=BTCUSDT the"
-        " string; quote to force a string: -f 'c=\"123\"'",
-    )
-    tap.add_argument(
-        "--filter",
-        type=json_filter,
-        metavar="JSON",
-        help="a filter as JSON: an object (AND) or a list of objects (OR),"
-        ' e.g. \'[{"e": "trade"}]\'',
-    )
-    tap.add_argument(
-        "--send",
-        action="append",
-        default=[],
-        type=json_value,
-        metavar="JSON",
-        help="a message to send after each connect (repeatable)",
-    )
+    add_feed_arguments(tap, verb="keep")
     tap.add_argument("--count", type=positive_int, metavar="N", help="stop after N messages")
     tap.add_argument(
         "--rotate-every",
         type=positive_float,
         metavar="S",
         help="replace the connection every S seconds, with no gap",
-    )
-    tap.add_argument(
-        "--retries",
-        type=nonnegative_int,
-        default=DEFAULT_RETRIES,
-        metavar="N",
-        help="give up (exit 1) after N failed connection attempts in a row, at the start or"
-        f" after a loss (default {DEFAULT_RETRIES}; 0: never give up)",
     )
     tap.add_argument(
         "--stats",
