@@ -22,7 +22,6 @@ from .fanout import (
     Key,
     Overflow,
     Stream,
-    compile_filters,
     handler_name,
     is_async_callable,
 )
@@ -160,13 +159,13 @@ class StreamSource:
         hub = self._hub
         if options.get("latency") is None:
             options["latency"] = hub.measure_streams
-        stream = _TypedStream(hub, **options)
-        stream._kind = cls
-        clauses = compile_filters(filters)
-        if hub.closed:
-            stream._end(hub._error)
-        else:
-            hub._register(stream, clauses)
+
+        def make() -> _TypedStream:
+            stream = _TypedStream(hub, **options)
+            stream._kind = cls
+            return stream
+
+        stream = hub._open(filters, make)
         self._attach(stream, filters, topics)
         return stream
 

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import anyio
 import anyio.abc
@@ -32,6 +32,8 @@ from ._handlers import (
 )
 from ._match import _MISSING, Clause, Filters, Index, compile_filters, matches
 from ._stream import Key, Overflow, Stream, StreamStatistics
+
+_S = TypeVar("_S", bound=Stream)
 
 __all__ = ["Handler", "Hub"]
 
@@ -145,16 +147,23 @@ class Hub:
             ValueError: An option is out of range, ``"conflate"`` without a
                 ``key``, or a ``key`` with another policy.
         """
-        clauses = compile_filters(filters)
-        stream = Stream(
-            self,
-            maxsize=maxsize,
-            overflow=overflow,
-            gaps=gaps,
-            name=name,
-            key=key,
-            latency=self.measure_streams if latency is None else latency,
+        return self._open(
+            filters,
+            lambda: Stream(
+                self,
+                maxsize=maxsize,
+                overflow=overflow,
+                gaps=gaps,
+                name=name,
+                key=key,
+                latency=self.measure_streams if latency is None else latency,
+            ),
         )
+
+    def _open(self, filters: Filters, make: Callable[[], _S]) -> _S:
+        """Compile ``filters``, make the stream, register it (or end it, if closed)."""
+        clauses = compile_filters(filters)
+        stream = make()
         if self._closed:
             stream._end(self._error)
             return stream
