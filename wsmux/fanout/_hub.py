@@ -70,7 +70,7 @@ class Hub:
     def __init__(self, *, drain_timeout: float = 5.0) -> None:
         self.clock: Callable[[], float] = time.time
         self.measure_streams = False
-        self._index: Index[Any] = Index()
+        self._index: Index[Any] = Index(self._deliver_bucket)
         self._streams: set[Stream] = set()
         self._gap_streams: list[Stream] = []
         self._block_streams: list[Stream] = []
@@ -172,12 +172,9 @@ class Hub:
 
     def _register(self, target: Stream | SyncHandler, clauses: list[dict[str, Any]] | None) -> None:
         target._multi = clauses is not None and len(clauses) > 1
-        self._index.add(target, clauses)
-        if not target._multi:
-            # The index probe alone decides: publish calls _put directly.
-            for clause in self._index.filed(target):
-                if clause.rest is None:
-                    clause.put = target._put
+        # One clause: where the index probe alone decides, publish calls
+        # _put directly.
+        self._index.add(target, clauses, None if target._multi else target._put)
         if isinstance(target, Stream):
             self._streams.add(target)
             if target.gaps == "raise":
@@ -346,24 +343,22 @@ class Hub:
             get = functools.partial(getattr, msg)
 
         self._stamp = stamp = self._stamp + 1
-        for key, values, bools in index.keys:
+        for key, values, bools in index.calls:
             value = get(key, _MISSING)
             if value is _MISSING:
                 continue
             try:
-                bucket = (bools if value.__class__ is bool else values).get(value)
+                call = (bools if value.__class__ is bool else values).get(value)
             except TypeError:  # an unhashable value equals no scalar
                 continue
-            if bucket is not None:
-                for clause in bucket:
-                    put = clause.put
-                    if put is not None:
-                        put(msg)
-                    else:
-                        self._deliver((clause,), msg, stamp)
+            if call is not None:
+                call(msg)  # the one subscriber's _put, or _deliver_bucket
         if index.scan:
             self._deliver(index.scan, msg, stamp)
         return self._pressure
+
+    def _deliver_bucket(self, clauses: Sequence[Clause[Any]], msg: Any) -> None:
+        self._deliver(clauses, msg, self._stamp)
 
     def _deliver(self, clauses: Sequence[Clause[Any]], msg: Any, stamp: int) -> None:
         for clause in clauses:
@@ -425,7 +420,9 @@ class Hub:
             self._dropped_closed += counts.dropped
             self._conflated_closed += counts.conflated
         self._streams.clear()  # ended: no longer counted as open
-        self._index = Index()  # nothing matches now: no handler runs after close
+        self._index = Index(
+            self._deliver_bucket
+        )  # nothing matches now: no handler runs after close
 
     async def __aenter__(self) -> Hub:
         self._idle = anyio.Event()  # bound to the loop that runs the hub

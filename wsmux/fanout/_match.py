@@ -21,6 +21,7 @@ costs the same one probe.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from enum import Enum
 from typing import Any, Final, Generic, TypeAlias, TypeVar
@@ -220,9 +221,9 @@ class Clause(Generic[T]):
         target: The subscriber the clause belongs to.
         rest: Items still to check after the index probe, or None when the
             probe alone decides.
-        put: Set by the owner of the index when the probe alone decides
-            and the target can take the message with no more checks (the
-            hub's one-call delivery); None otherwise.
+        put: The target's delivery function when the probe alone decides
+            and the target takes the message with no more checks (given to
+            :meth:`Index.add`); None otherwise.
     """
 
     __slots__ = ("_slot", "put", "rest", "target")
@@ -260,16 +261,29 @@ class Index(Generic[T]):
 
     Lists are replaced, never changed in place, so a publish loop that is
     iterating one is not disturbed when a subscriber leaves during delivery.
+
+    For publishing, :attr:`calls` maps each (key, value) to one callable:
+    the one subscriber's ``put`` when its clause alone fills the bucket and
+    the probe decides (10,000 symbol streams: one dict probe and one call
+    per message), else ``deliver`` bound to the bucket.
+
+    Args:
+        deliver: ``deliver(clauses, msg)`` hands a message to a bucket of
+            several clauses (or ones with items left to check); without it,
+            :attr:`calls` stays empty (an index used for :meth:`match` only).
     """
 
-    __slots__ = ("_bools", "_filed", "_values", "catch_all", "keys", "scan")
+    __slots__ = ("_bools", "_deliver", "_filed", "_values", "calls", "catch_all", "keys", "scan")
 
-    def __init__(self) -> None:
+    def __init__(self, deliver: Callable[[list[Clause[T]], Any], None] | None = None) -> None:
+        self._deliver = deliver
         self._values: dict[str, dict[Any, list[Clause[T]]]] = {}
         self._bools: dict[str, dict[Any, list[Clause[T]]]] = {}
         self._filed: dict[int, list[Clause[T]]] = {}
         #: (key, value table, bool table) for each key some clause is filed under.
         self.keys: list[tuple[str, dict[Any, list[Clause[T]]], dict[Any, list[Clause[T]]]]] = []
+        #: (key, value -> callable, bool -> callable), as ``keys``.
+        self.calls: list[tuple[str, dict[Any, Callable[[Any], None]], dict[Any, Any]]] = []
         #: Clauses with no scalar item, tested against every message.
         self.scan: list[Clause[T]] = []
         #: Targets with no filter.
@@ -278,12 +292,21 @@ class Index(Generic[T]):
     def __len__(self) -> int:
         return len(self._filed) + len(self.catch_all)
 
-    def add(self, target: T, clauses: list[dict[str, Any]] | None) -> None:
+    def add(
+        self,
+        target: T,
+        clauses: list[dict[str, Any]] | None,
+        put: Callable[[Any], None] | None = None,
+    ) -> None:
         """File a target under its compiled filter.
 
         Args:
             target: The subscriber.
             clauses: The output of :func:`compile_filters`.
+            put: Delivers a message to the target; called directly for a
+                clause the probe alone decides. Give it only for a target of
+                one clause (several could match one message, and must
+                deliver it once).
         """
         if clauses is None:
             self.catch_all = [*self.catch_all, target]
@@ -304,13 +327,17 @@ class Index(Generic[T]):
             else:
                 key, values = best
                 entry = Clause(target, {k: v for k, v in clause.items() if k != key} or None)
+                if entry.rest is None:
+                    entry.put = put
                 entry._slot = best
                 if key not in self._values:
                     self._values[key], self._bools[key] = {}, {}
                     self.keys = [*self.keys, (key, self._values[key], self._bools[key])]
+                    self.calls = [*self.calls, (key, {}, {})]
                 for value in values:
                     table = self._table(key, value)
                     table[value] = [*table.get(value, ()), entry]
+                    self._refresh(key, value)
             filed.append(entry)
         self._filed[id(target)] = filed
 
@@ -348,13 +375,32 @@ class Index(Generic[T]):
                     table[value] = bucket
                 else:
                     del table[value]
+                self._refresh(key, value)
             if not self._values[key] and not self._bools[key]:
                 del self._values[key], self._bools[key]
                 self.keys = [k for k in self.keys if k[0] != key]
+                self.calls = [k for k in self.calls if k[0] != key]
 
     def _table(self, key: str, value: Any) -> dict[Any, list[Clause[T]]]:
         tables = self._bools if value.__class__ is bool else self._values
         return tables.get(key, {})
+
+    def _refresh(self, key: str, value: Any) -> None:
+        """Recompute the publishing callable of one bucket (see :attr:`calls`)."""
+        deliver = self._deliver
+        if deliver is None:
+            return
+        for name, values, bools in self.calls:
+            if name == key:
+                calls = bools if value.__class__ is bool else values
+                bucket = self._table(key, value).get(value)
+                if not bucket:
+                    calls.pop(value, None)
+                elif len(bucket) == 1 and bucket[0].put is not None:
+                    calls[value] = bucket[0].put
+                else:
+                    calls[value] = functools.partial(deliver, bucket)
+                return
 
     def candidates(self, msg: Any) -> Iterator[Clause[T]]:
         """Yield the clauses that may match a message.

@@ -11,45 +11,18 @@ from __future__ import annotations
 import collections
 from asyncio import Future, get_running_loop
 from collections.abc import Coroutine
-from typing import Any, Final
+from typing import Any
 
 import anyio
 
 from .._backend import current_backend
+from ._wake import REARM, handoff_for
 
-__all__ = ["REARM", "Batches", "Readers", "forget", "set_waiter", "wait_for_put"]
-
-
-class _ProbeLoop:
-    def get_debug(self) -> bool:
-        return False
-
-
-def _rearm_works() -> bool:
-    """Whether ``Future.__init__`` makes a done future pending again.
-
-    CPython's C future resets its whole state in ``__init__``; the pure
-    Python one does not. A stream re-arms the future of its last wait
-    instead of creating one per wait only where this holds: with 10,000
-    waiting consumers, new futures would be promoted by the collector while
-    they wait, and fill the oldest generation (a full collection every few
-    thousand messages).
-    """
-    try:
-        fut: Any = Future(loop=_ProbeLoop())  # type: ignore[arg-type]
-        fut.set_result(None)
-        fut.__init__(loop=_ProbeLoop())
-        return not fut.done()
-    except Exception:
-        return False
-
-
-#: True when a stream may re-arm the future of its last wait.
-REARM: Final = _rearm_works()
+__all__ = ["Batches", "Readers", "forget", "set_waiter", "wait_for_put", "wake_one"]
 
 
 def set_waiter(event: Any) -> None:
-    """Wake every consumer waiting on a future, an anyio.Event or Readers."""
+    """Wake every consumer waiting on a future, an anyio.Event, a Handoff or Readers."""
     if event.__class__ is Future:
         if not event.done():  # done: the wait was cancelled
             event.set_result(None)
@@ -57,6 +30,18 @@ def set_waiter(event: Any) -> None:
         event.set_all()
     else:
         event.set()
+
+
+def wake_one(stream: Any) -> None:
+    """Wake one reader of ``stream``, if one waits: a message is buffered for it."""
+    event = stream._event
+    if event is not None:
+        stream._event = None
+        if event.__class__ is Future:
+            if not event.done():
+                event.set_result(None)
+        else:
+            event.set()  # Readers wakes one and stays the stream's waiter
 
 
 class Readers:
@@ -78,13 +63,23 @@ class Readers:
         self.futures = collections.deque(futures)
 
     def set(self) -> None:
-        """Wake the reader that has waited longest (called by ``_put``)."""
+        """Wake the reader that has waited longest (called by ``_put``).
+
+        A handoff (the stream's single reader of before, see ``_wake``) is
+        resolved with the buffered message itself.
+        """
         futures = self.futures
         while futures:
             fut = futures.popleft()
-            if not fut.done():
+            if fut.done():
+                continue
+            if fut.__class__ is Future:
                 fut.set_result(None)
                 break
+            if self._stream._resolve(fut):
+                break
+            futures.appendleft(fut)  # nothing to hand it: it waits on
+            break
         if futures and self._stream._event is None:
             self._stream._event = self
 
@@ -93,7 +88,10 @@ class Readers:
         futures, self.futures = self.futures, collections.deque()
         for fut in futures:
             if not fut.done():
-                fut.set_result(None)
+                if fut.__class__ is Future:
+                    fut.set_result(None)
+                else:
+                    self._stream._resolve(fut)
 
 
 class Batches:
@@ -142,8 +140,14 @@ async def wait_for_put(stream: Any) -> None:
         stream._event = fut
     elif event.__class__ is Future:
         stream._event = Readers(stream, [event, fut])
-    else:
+    elif event.__class__ is Readers:
         event.futures.append(fut)
+    elif event.done():
+        stream._event = fut  # a handoff whose reader left
+    else:
+        # A reader waiting alone on the stream's handoff: the two form a
+        # group (the handoff, first in line, is resolved with a message).
+        stream._event = Readers(stream, [event, fut])
     try:
         await fut
     except BaseException:
@@ -151,6 +155,9 @@ async def wait_for_put(stream: Any) -> None:
         raise
     if REARM and fut.__class__ is Future:
         stream._spare = fut  # awaited to the end: no one else holds it
+    if stream._handoff is None and stream._direct:
+        # The one reader's later waits take the handoff (see _wake).
+        stream._handoff = handoff_for(loop, stream)
 
 
 def forget(stream: Any, fut: Future[None]) -> None:
@@ -166,10 +173,4 @@ def forget(stream: Any, fut: Future[None]) -> None:
     if fut.done() and not fut.cancelled():
         # Woken for a message, then cancelled before reading it: another
         # reader must take it, or it would wait with a message buffered.
-        event = stream._event
-        if event is not None:
-            stream._event = None
-            if event.__class__ is Readers:
-                event.set()
-            elif not event.done():
-                event.set_result(None)
+        wake_one(stream)

@@ -14,7 +14,7 @@ import asyncio
 import collections
 import enum
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, TypeAlias
 
@@ -24,8 +24,9 @@ import anyio.lowlevel
 from .._exceptions import ConnectionGap, StreamClosed, StreamLagged
 from ._conflate import Key, KeyedBuffer
 from ._latency import LatencyHistogram, TimedBuffer
-from ._readers import Batches, forget, set_waiter, wait_for_put
+from ._readers import Batches, set_waiter, wait_for_put, wake_one
 from ._statistics import StreamStatistics
+from ._wake import Handoff
 
 __all__ = ["CHECKPOINT_EVERY", "GAP", "Key", "Overflow", "Stream", "StreamStatistics"]
 
@@ -55,6 +56,9 @@ class _State(enum.Enum):
 
 _OPEN, _ENDED, _CLOSED = _State.OPEN, _State.ENDED, _State.CLOSED
 _Future = asyncio.Future
+#: What _next_wake returns when it waited with no message handed over.
+_AGAIN: Final = object()
+_Handoff = Handoff
 _Deque = collections.deque
 
 
@@ -94,11 +98,13 @@ class Stream:
         "_block_at",
         "_buf",
         "_delivered",
+        "_direct",
         "_dropped",
         "_error",
         "_event",
         "_full_at",
         "_gap_pending",
+        "_handoff",
         "_high",
         "_hist",
         "_loop",
@@ -170,11 +176,15 @@ class Stream:
             # reader yield for this stream.
             self._buf = KeyedBuffer(self, key, maxsize, GAP, timing)
             self._full_at = self._high = sys.maxsize
-        self._event: Any = None  # an asyncio future or an anyio.Event
+        self._event: Any = None  # a future, a Handoff, Readers or an anyio.Event
         self._loop: Any = None  # the consumer's asyncio loop, False under trio
+        # What the one asyncio reader waits on once its loop is known (see
+        # _wake); a plain buffer takes the message with the wake-up itself.
+        self._handoff: Handoff | None = None
+        self._direct = self._buf.__class__ is _Deque
         self._space: anyio.Event | None = None
         # The future of the last wait, once awaited to the end: re-armed for
-        # the next wait when the C future allows it (see _readers.REARM).
+        # the next wait when the C future allows it (see _wake.REARM).
         self._spare: asyncio.Future[None] | None = None
         self._state: _State = _OPEN
         self._error: BaseException | None = None
@@ -201,6 +211,19 @@ class Stream:
 
     def _put(self, msg: Any) -> None:
         if self._state is not _OPEN:
+            return
+        event = self._event
+        if event is not None and event.__class__ is _Handoff and not event.done():
+            # The reader waits (so nothing is buffered): hand the message over.
+            self._event = None
+            self._delivered += 1
+            event.set_result(msg)
+            if event._waiting:
+                waker = event._waker
+                waker.pending.append(event)
+                if not waker.scheduled:
+                    waker.scheduled = True
+                    event.get_loop().call_soon(waker.flush)
             return
         buf = self._buf
         if len(buf) >= self._full_at:
@@ -317,8 +340,89 @@ class Stream:
         if self._reads >= CHECKPOINT_EVERY:
             await self._checkpoint()
         while not self._buf and self._state is _OPEN and not self._lost and not self._gap_pending:
-            await self._wait()
+            try:
+                msg = await self._next_wake()
+            except StopAsyncIteration:
+                break  # the end: receive_nowait says which
+            if msg is not _AGAIN:
+                return msg
         return self.receive_nowait()
+
+    async def _next_wake(self) -> Any:
+        """Wait for a put or a wake.
+
+        Returns:
+            The message handed over, or ``_AGAIN`` (look at the stream again).
+
+        Raises:
+            StopAsyncIteration: The stream ended (or was closed) while it waited.
+            Exception: What the next read must raise (a lag, a gap, the error).
+        """
+        handoff = self._handoff
+        if handoff is None or self._event is not None:
+            await self._wait()
+            return _AGAIN
+        self._reads = 0
+        handoff.__init__(loop=self._loop)  # type: ignore[misc]
+        self._event = handoff
+        try:
+            return await handoff
+        except BaseException as exc:
+            if not handoff.done() or handoff.cancelled() or handoff.exception() is not exc:
+                self._take_back(handoff)  # left with an outcome it never read
+            raise
+
+    def _resolve(self, handoff: Handoff) -> bool:
+        """Resolve a waiting handoff with the next outcome; False if there is none."""
+        try:
+            msg = self.receive_nowait()
+        except anyio.WouldBlock:
+            return False
+        except (anyio.EndOfStream, StreamClosed):
+            handoff.set_exception(StopAsyncIteration())
+        except BaseException as exc:
+            handoff.set_exception(exc)
+        else:
+            handoff.set_result(msg)
+        handoff._log_traceback = False  # its reader may be gone: nothing to warn about
+        if self._event is handoff:
+            self._event = None
+        handoff.wake()
+        return True
+
+    def _take_back(self, handoff: Handoff, waiting: bool = False) -> None:
+        """Its reader left (cancelled): give back an outcome it was handed, unread.
+
+        A message goes back to the front of the buffer (or counts as dropped
+        if the stream was closed meanwhile), a gap or a lag is reported to
+        the next read; the end needs nothing, the stream keeps saying it.
+
+        Args:
+            handoff: The stream's handoff.
+            waiting: Its task's wake-up is still queued (it stays so).
+        """
+        handoff._waiting = waiting
+        if self._event is handoff:
+            self._event = None
+        if not handoff.done() or handoff.cancelled():
+            return
+        exc = handoff.exception()
+        if exc is None:
+            self._delivered -= 1
+            if self._state is _CLOSED:
+                self._dropped += 1
+                self._owner._discard(self, 1)
+                return
+            self._buf.appendleft(handoff.result())
+        elif self._state is _CLOSED:
+            return
+        elif exc.__class__ is ConnectionGap:
+            self._buf.appendleft(GAP)
+        elif exc.__class__ is StreamLagged:
+            self._lost += exc.count
+        else:
+            return
+        wake_one(self)  # a reader that arrived meanwhile takes it
 
     async def _checkpoint(self) -> None:
         """Yield to the event loop: a consumer that never waits lets others run."""
@@ -408,24 +512,26 @@ class Stream:
 
     async def _batch(self, limit: int | None, stop: bool) -> list[Any]:
         """``receive_batch``; with ``stop``, the end raises StopAsyncIteration."""
+        if limit is not None and (limit.__class__ is not int or limit < 1):
+            raise ValueError(f"limit must be an int >= 1 or None, not {limit!r}")
         if self._reads >= CHECKPOINT_EVERY:
             await self._checkpoint()
         while not self._buf and self._state is _OPEN and not self._lost and not self._gap_pending:
-            fut = self._spare
-            if fut is not None and self._event is None:
-                # As in __anext__: the one asyncio reader waits right here.
-                self._reads = 0
-                self._spare = None
-                fut.__init__(loop=self._loop)  # type: ignore[misc]
-                self._event = fut
-                try:
-                    await fut
-                except BaseException:
-                    self._forget(fut)
-                    raise
-                self._spare = fut
-            else:
-                await self._wait()
+            try:
+                msg = await self._next_wake()
+            except StopAsyncIteration:
+                break  # the end: receive_batch_nowait says which
+            if msg is not _AGAIN:
+                # Handed over: with what was buffered since, unless a report
+                # (a lag, a gap) comes first.
+                buf = self._buf
+                if limit == 1 or not buf or self._lost or self._gap_pending or buf[0] is GAP:
+                    batch = [msg]
+                else:
+                    batch = [msg]
+                    batch += self.receive_batch_nowait(None if limit is None else limit - 1)
+                self._reads += len(batch)
+                return batch
         try:
             batch = self.receive_batch_nowait(limit)
         except (anyio.EndOfStream, StreamClosed):
@@ -460,13 +566,28 @@ class Stream:
         """Wait until ``_put`` or ``_wake`` is called (or a spurious wake)."""
         await wait_for_put(self)
 
-    def _forget(self, fut: asyncio.Future[None]) -> None:
-        forget(self, fut)
-
     def __aiter__(self) -> Stream:
         return self
 
-    async def __anext__(self) -> Any:
+    def __anext__(self) -> Awaitable[Any]:
+        handoff = self._handoff
+        if (
+            handoff is not None
+            and not self._buf
+            and self._event is None
+            and self._state is _OPEN
+            and not self._lost
+            and not self._gap_pending
+        ):
+            # The one asyncio reader must wait: it awaits the stream's own
+            # handoff, re-armed, which brings the message (see _wake).
+            self._reads = 0
+            handoff.__init__(loop=self._loop)  # type: ignore[misc]
+            self._event = handoff
+            return handoff
+        return self._anext()
+
+    async def _anext(self) -> Any:
         buf = self._buf
         self._reads += 1
         if self._reads >= CHECKPOINT_EVERY:
@@ -483,25 +604,7 @@ class Stream:
                 break
             if self._state is not _OPEN or self._lost or self._gap_pending:
                 break
-            loop = self._loop
-            fut = self._spare
-            if fut is not None and self._event is None:
-                # The one asyncio reader, as in _wait, inlined: a coroutine
-                # and a frame less per wake-up, and the stream's own future
-                # re-armed rather than a new one that the collector would
-                # promote while it waits.
-                self._reads = 0
-                self._spare = None
-                fut.__init__(loop=loop)  # type: ignore[misc]
-                self._event = fut
-                try:
-                    await fut
-                except BaseException:
-                    self._forget(fut)
-                    raise
-                self._spare = fut
-            else:
-                await self._wait()
+            await self._wait()
         try:
             return self.receive_nowait()
         except (anyio.EndOfStream, StreamClosed):
