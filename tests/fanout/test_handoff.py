@@ -301,9 +301,10 @@ def test_the_waker_survives_a_failing_callback_and_requeues_on_keyboard_interrup
         def stop(_fut: Any) -> None:
             raise KeyboardInterrupt
 
-        h1.add_done_callback(boom)
-        h2.add_done_callback(stop)
-        h3.add_done_callback(lambda _fut: calls.append("h3"))
+        # With a context, as a task adds its wake-up.
+        h1.add_done_callback(boom, context=contextvars.copy_context())
+        h2.add_done_callback(stop, context=contextvars.copy_context())
+        h3.add_done_callback(lambda _fut: calls.append("h3"), context=contextvars.copy_context())
         for h in (h1, h2, h3):
             h.set_result(None)
             h.wake()

@@ -23,34 +23,42 @@ from websockets.frames import Opcode
 
 __all__ = ["fence_of"]
 
-_DATA = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 
 
 class _Counter:
     """Counts complete data messages and notes the count at each fence's pong."""
 
-    __slots__ = ("_process", "marks", "messages")
+    __slots__ = ("marks", "messages")
 
-    def __init__(self, process: Callable[[Any], None]) -> None:
-        self._process = process
+    def __init__(self) -> None:
         self.messages = 0
         self.marks: dict[bytes, int] = {}
 
-    def __call__(self, event: Any) -> None:
+    def pong(self, data: bytes) -> None:
+        """A pong acknowledges its ping and every earlier one."""
+        marks = self.marks
+        if data in marks:
+            for key, value in marks.items():
+                if value < 0:
+                    marks[key] = self.messages
+                if key == data:
+                    break
+
+
+def _counting(counter: _Counter, process: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``process_event``, counting first (a closure: called for every frame)."""
+    text, binary, cont, pong = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
+
+    def process_event(event: Any) -> None:
         opcode = event.opcode
-        if opcode in _DATA:
+        if opcode is text or opcode is binary or opcode is cont:
             if event.fin:
-                self.messages += 1
-        elif opcode is Opcode.PONG and self.marks:
-            # A pong acknowledges its ping and every earlier one.
-            data = bytes(event.data)
-            if data in self.marks:
-                for key, value in self.marks.items():
-                    if value < 0:
-                        self.marks[key] = self.messages
-                    if key == data:
-                        break
-        self._process(event)
+                counter.messages += 1
+        elif opcode is pong and counter.marks:
+            counter.pong(bytes(event.data))
+        process(event)
+
+    return process_event
 
 
 def _counter(conn: Any) -> _Counter | None:
@@ -63,13 +71,13 @@ def _counter(conn: Any) -> _Counter | None:
     process = getattr(conn, "process_event", None)
     if process is None:
         return None
-    counter = _Counter(process)
+    counter = _Counter()
     # Frames parsed with the handshake's last bytes are queued already.
     queued = getattr(getattr(getattr(conn, "recv_messages", None), "frames", None), "queue", ())
     counter.messages = sum(1 for frame in queued if getattr(frame, "fin", False))
     # An instance attribute overrides the method: websockets calls
     # self.process_event(event) for every frame it parses.
-    conn.process_event = counter
+    conn.process_event = _counting(counter, process)
     conn._wsmux_counter = counter
     return counter
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable
-from contextvars import Context, copy_context
+from contextvars import Context
 from typing import Any, Final
 
 __all__ = ["HANDOFF", "REARM", "Handoff", "Waker", "handoff_for"]
@@ -156,13 +156,17 @@ class Handoff(asyncio.Future):  # type: ignore[type-arg]
     def add_done_callback(
         self, fn: Callable[[Any], object], *, context: Context | None = None
     ) -> None:
-        """Keep the first callback for the waker; others as asyncio would."""
-        if self._waiting or self.done():
+        """Keep a waiting task's callback for the waker; others as asyncio would.
+
+        A task passes its context; other callers (``wait_for``, ``gather``)
+        are served by asyncio's own machinery.
+        """
+        if context is None or self._waiting or self.done():
             super().add_done_callback(fn, context=context)
             return
         if self._callback != fn:
             self._callback = fn
-        self._context = context if context is not None else copy_context()
+        self._context = context
         self._waiting = True
 
     def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
