@@ -24,7 +24,6 @@ from websockets.frames import Opcode
 __all__ = ["fence_of"]
 
 
-
 class _Counter:
     """Counts complete data messages and notes the count at each fence's pong."""
 

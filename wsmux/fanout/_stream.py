@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import enum
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, TypeAlias
 
@@ -22,9 +21,11 @@ import anyio
 import anyio.lowlevel
 
 from .._exceptions import ConnectionGap, StreamClosed, StreamLagged
+from ._batch import BatchReads
 from ._conflate import Key, KeyedBuffer
 from ._latency import LatencyHistogram, TimedBuffer
-from ._readers import Batches, set_waiter, wait_for_put, wake_one
+from ._marks import _AGAIN, _CLOSED, _ENDED, _OPEN, CHECKPOINT_EVERY, GAP, StreamState
+from ._readers import set_waiter, wait_for_put, wake_one
 from ._statistics import StreamStatistics
 from ._wake import Handoff
 
@@ -33,31 +34,7 @@ __all__ = ["CHECKPOINT_EVERY", "GAP", "Key", "Overflow", "Stream", "StreamStatis
 Overflow: TypeAlias = Literal["lag", "drop_oldest", "drop_newest", "block", "conflate"]
 _POLICIES: Final = ("lag", "drop_oldest", "drop_newest", "block", "conflate")
 
-#: A consumer reading buffered messages yields to the event loop this often.
-CHECKPOINT_EVERY: Final = 128
-
-
-class _Gap:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<connection gap>"
-
-
-#: Marker put in the buffers of ``gaps="raise"`` streams at an unplanned reconnect.
-GAP: Final = _Gap()
-
-
-class _State(enum.Enum):
-    OPEN = "open"
-    ENDED = "ended"  # the hub ended it: buffered messages, then the end or error
-    CLOSED = "closed"  # closed by its owner: nothing more is read
-
-
-_OPEN, _ENDED, _CLOSED = _State.OPEN, _State.ENDED, _State.CLOSED
 _Future = asyncio.Future
-#: What _next_wake returns when it waited with no message handed over.
-_AGAIN: Final = object()
 _Handoff = Handoff
 _Deque = collections.deque
 
@@ -69,7 +46,7 @@ class _Owner(Protocol):
     def _discard(self, stream: Stream, lost: int) -> None: ...
 
 
-class Stream:
+class Stream(BatchReads):
     """An independent, filtered view of the messages of one multiplexer.
 
     Created by ``Multiplexer.stream_filter`` (or ``Hub.open_stream``), never
@@ -186,7 +163,7 @@ class Stream:
         # The future of the last wait, once awaited to the end: re-armed for
         # the next wait when the C future allows it (see _wake.REARM).
         self._spare: asyncio.Future[None] | None = None
-        self._state: _State = _OPEN
+        self._state: StreamState = _OPEN
         self._error: BaseException | None = None
         self._lost = 0
         self._gap_pending = False
@@ -428,139 +405,6 @@ class Stream:
         """Yield to the event loop: a consumer that never waits lets others run."""
         self._reads = 0
         await anyio.lowlevel.checkpoint()
-
-    def receive_batch_nowait(self, limit: int | None = None) -> list[Any]:
-        """Return every buffered message (at most ``limit``) without waiting.
-
-        The same contract as :meth:`receive_nowait`, for many messages at
-        once: a lag or a gap is never inside a batch. Messages lost before
-        the buffered ones raise StreamLagged first; a gap ends the batch
-        before it and is raised by the next call.
-
-        Args:
-            limit: The most messages to return (default: all buffered).
-
-        Returns:
-            One message or more, oldest first.
-
-        Raises:
-            ValueError: ``limit`` is not an int >= 1.
-            StreamLagged: Messages were lost to overflow since the last read.
-            ConnectionGap: The connection was replaced here (``gaps="raise"``).
-            anyio.WouldBlock: Nothing is buffered.
-            anyio.EndOfStream: The multiplexer exited cleanly and the buffer
-                is drained.
-            StreamClosed: The stream was closed.
-            Exception: The error the multiplexer died of, once drained.
-        """
-        buf = self._buf
-        if limit is not None and (limit.__class__ is not int or limit < 1):
-            raise ValueError(f"limit must be an int >= 1 or None, not {limit!r}")
-        if not buf or self._lost or self._gap_pending:
-            return [self.receive_nowait()]  # raises: nothing to give, or a report first
-        if (
-            buf.__class__ is _Deque
-            and self.gaps != "raise"
-            and (limit is None or limit >= len(buf))
-        ):
-            batch = list(buf)  # a plain buffer with no gap marker: all of it
-            buf.clear()
-        else:
-            # One at a time (a timed or keyed buffer records or unkeys each).
-            batch = []
-            take = len(buf) if limit is None else limit
-            popleft = buf.popleft
-            while buf and take:
-                msg = popleft()
-                if msg is GAP:
-                    if not batch:
-                        raise ConnectionGap(
-                            "the connection was lost and replaced; messages may be missing"
-                        )
-                    buf.appendleft(msg)  # ends the batch; the next call raises it
-                    break
-                batch.append(msg)
-                take -= 1
-        self._delivered += len(batch)
-        if self._space is not None and len(buf) < self._maxsize:
-            self._space.set()
-            self._space = None
-        return batch
-
-    async def receive_batch(self, limit: int | None = None) -> list[Any]:
-        """Wait for a message, then return every one buffered (at most ``limit``).
-
-        One wake-up of the reading task hands over a whole burst. Lag, gaps
-        and the end are reported as by :meth:`receive_batch_nowait`.
-
-        Args:
-            limit: The most messages to return (default: all buffered).
-
-        Returns:
-            One message or more, oldest first.
-
-        Raises:
-            ValueError: ``limit`` is not an int >= 1.
-            StreamLagged: Messages were lost to overflow since the last read.
-            ConnectionGap: The connection was replaced here (``gaps="raise"``).
-            anyio.EndOfStream: The multiplexer exited cleanly and the buffer
-                is drained.
-            StreamClosed: The stream was closed.
-            Exception: The error the multiplexer died of, once drained.
-        """
-        return await self._batch(limit, False)
-
-    async def _batch(self, limit: int | None, stop: bool) -> list[Any]:
-        """``receive_batch``; with ``stop``, the end raises StopAsyncIteration."""
-        if limit is not None and (limit.__class__ is not int or limit < 1):
-            raise ValueError(f"limit must be an int >= 1 or None, not {limit!r}")
-        if self._reads >= CHECKPOINT_EVERY:
-            await self._checkpoint()
-        while not self._buf and self._state is _OPEN and not self._lost and not self._gap_pending:
-            try:
-                msg = await self._next_wake()
-            except StopAsyncIteration:
-                break  # the end: receive_batch_nowait says which
-            if msg is not _AGAIN:
-                # Handed over: with what was buffered since, unless a report
-                # (a lag, a gap) comes first.
-                buf = self._buf
-                if limit == 1 or not buf or self._lost or self._gap_pending or buf[0] is GAP:
-                    batch = [msg]
-                else:
-                    batch = [msg]
-                    batch += self.receive_batch_nowait(None if limit is None else limit - 1)
-                self._reads += len(batch)
-                return batch
-        try:
-            batch = self.receive_batch_nowait(limit)
-        except (anyio.EndOfStream, StreamClosed):
-            if stop:
-                raise StopAsyncIteration from None
-            raise
-        self._reads += len(batch)
-        return batch
-
-    def batches(self, limit: int | None = None) -> AsyncIterator[list[Any]]:
-        """Iterate over batches: ``async for batch in stream.batches():``.
-
-        Each batch is every message buffered when the reader got to it (at
-        most ``limit``), never empty. Iteration ends as ``async for msg in
-        stream`` does; StreamLagged and ConnectionGap are raised between
-        batches, and iterating again goes on after them.
-
-        Args:
-            limit: The most messages per batch (default: all buffered).
-
-        Returns:
-            An async iterator of lists.
-
-        Raises:
-            ValueError: ``limit`` is not an int >= 1.
-        """
-        if limit is not None and (limit.__class__ is not int or limit < 1):
-            raise ValueError(f"limit must be an int >= 1 or None, not {limit!r}")
-        return Batches(self, limit)
 
     async def _wait(self) -> None:
         """Wait until ``_put`` or ``_wake`` is called (or a spurious wake)."""
