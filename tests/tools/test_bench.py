@@ -22,7 +22,7 @@ def test_quick_run_is_complete() -> None:
     result = run_bench(quick=True, progress=lines.append)
     assert isinstance(result, BenchResult)
     names = [s.name for s in result.scenarios]
-    assert names == ["baseline", "default", "a", "ab", "b", "c", "cb", "cg", "d", "e", "f"]
+    assert names == ["baseline", "default", "a", "ab", "b", "c", "ca", "cb", "cg", "d", "e", "f"]
     transports = {s.name: s.transport for s in result.scenarios}
     fast = "picows" if importlib.util.find_spec("picows") is not None else "websockets"
     assert transports == {**dict.fromkeys(names, "websockets"), "f": fast}  # f: what auto chose

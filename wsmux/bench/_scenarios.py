@@ -173,8 +173,15 @@ async def _streams(
     batches: bool = False,
     transport: str = "websockets",
     freeze: bool = False,
+    anyio_tasks: bool = False,
 ) -> Outcome:
-    """Streams read by one task each: catch-all (every message to each) or by symbol."""
+    """Streams read by one task each: catch-all (every message to each) or by symbol.
+
+    The consumer tasks are asyncio tasks (an ``asyncio.TaskGroup``), as an
+    asyncio application's would be; ``anyio_tasks`` spawns them from an anyio
+    task group instead (anyio 4.16 runs each task's coroutine inside one of
+    its own: a frame more per wake-up).
+    """
     mux = Multiplexer(url, transport=transport)  # type: ignore[arg-type]
     lost = [0]
     if symbols:
@@ -186,9 +193,13 @@ async def _streams(
     drain = _drain_batches if batches else _drain
 
     async with mux:
-        async with anyio.create_task_group() as tg:
+        group: Any = anyio.create_task_group() if anyio_tasks else asyncio.TaskGroup()
+        async with group:
             for stream, expected in plan:
-                tg.start_soon(drain, stream, expected, lost, counts)
+                if anyio_tasks:
+                    group.start_soon(drain, stream, expected, lost, counts)
+                else:
+                    group.create_task(drain(stream, expected, lost, counts))
             await anyio.sleep(0.05)  # let every consumer reach its first wait
             gc.collect()  # the set-up's garbage is not the feed's
             if freeze:
@@ -244,6 +255,13 @@ SCENARIOS: list[Scenario] = [
     Scenario("b", "(b) 1,000 symbol streams", _p(_streams, count=1000, symbols=True), 1000, 1000),
     Scenario(
         "c", "(c) 10,000 symbol streams", _p(_streams, count=10_000, symbols=True), 10_000, 10_000
+    ),
+    Scenario(
+        "ca",
+        "(c) 10,000 symbol streams, anyio tasks",
+        _p(_streams, count=10_000, symbols=True, anyio_tasks=True),
+        10_000,
+        10_000,
     ),
     Scenario(
         "cb",
