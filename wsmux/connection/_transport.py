@@ -113,13 +113,18 @@ def recv_nowait_of(conn: Any) -> Callable[[], bytes | None] | None:
         return None
     assert assembler is not None and frames is not None
     popleft = frames.popleft
+    # maybe_resume() resumes reading once the queue is at its low-water mark;
+    # below a big burst's high mark it would be called for every message.
+    low = getattr(assembler, "low", None)
+    if low.__class__ is not int:
+        low = 1 << 62  # unknown: ask maybe_resume() every time, as before
 
     def recv_nowait() -> bytes | None:
         if frames and not assembler.get_in_progress:
             frame = frames[0]
             if frame.fin:  # a whole message in one frame
                 popleft()
-                if assembler.paused:
+                if assembler.paused and len(frames) <= low:
                     assembler.maybe_resume()
                 data = frame.data
                 return data if data.__class__ is bytes else bytes(data)
