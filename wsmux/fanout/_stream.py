@@ -195,7 +195,7 @@ class Stream(BatchReads):
             self._event = None
             self._delivered += 1
             event.set_result(msg)
-            if event._waiting:
+            if event._waiting:  # Handoff.wake(), inlined: once per message
                 waker = event._waker
                 waker.pending.append(event)
                 if not waker.scheduled:
