@@ -70,7 +70,7 @@ class Hub:
     def __init__(self, *, drain_timeout: float = 5.0) -> None:
         self.clock: Callable[[], float] = time.time
         self.measure_streams = False
-        self._index: Index[Any] = Index(self._deliver_bucket)
+        self._index: Index[Any] = Index()
         self._streams: set[Stream] = set()
         self._gap_streams: list[Stream] = []
         self._block_streams: list[Stream] = []
@@ -352,13 +352,13 @@ class Hub:
             except TypeError:  # an unhashable value equals no scalar
                 continue
             if call is not None:
-                call(msg)  # the one subscriber's _put, or _deliver_bucket
+                if call.__class__ is list:  # a bucket: check each clause
+                    self._deliver(call, msg, stamp)
+                else:
+                    call(msg)  # the one subscriber's _put
         if index.scan:
             self._deliver(index.scan, msg, stamp)
         return self._pressure
-
-    def _deliver_bucket(self, clauses: Sequence[Clause[Any]], msg: Any) -> None:
-        self._deliver(clauses, msg, self._stamp)
 
     def _deliver(self, clauses: Sequence[Clause[Any]], msg: Any, stamp: int) -> None:
         for clause in clauses:
@@ -420,9 +420,7 @@ class Hub:
             self._dropped_closed += counts.dropped
             self._conflated_closed += counts.conflated
         self._streams.clear()  # ended: no longer counted as open
-        self._index = Index(
-            self._deliver_bucket
-        )  # nothing matches now: no handler runs after close
+        self._index = Index()  # nothing matches now: no handler runs after close
 
     async def __aenter__(self) -> Hub:
         self._idle = anyio.Event()  # bound to the loop that runs the hub

@@ -21,7 +21,6 @@ costs the same one probe.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from enum import Enum
 from typing import Any, Final, Generic, TypeAlias, TypeVar
@@ -262,28 +261,23 @@ class Index(Generic[T]):
     Lists are replaced, never changed in place, so a publish loop that is
     iterating one is not disturbed when a subscriber leaves during delivery.
 
-    For publishing, :attr:`calls` maps each (key, value) to one callable:
-    the one subscriber's ``put`` when its clause alone fills the bucket and
-    the probe decides (10,000 symbol streams: one dict probe and one call
-    per message), else ``deliver`` bound to the bucket.
-
-    Args:
-        deliver: ``deliver(clauses, msg)`` hands a message to a bucket of
-            several clauses (or ones with items left to check); without it,
-            :attr:`calls` stays empty (an index used for :meth:`match` only).
+    For publishing, :attr:`calls` maps each (key, value) to the one
+    subscriber's ``put`` when its clause alone fills the bucket and the
+    probe decides (10,000 symbol streams: one dict probe and one call per
+    message), else to the bucket itself (a list), for the publisher to
+    check and deliver clause by clause.
     """
 
-    __slots__ = ("_bools", "_deliver", "_filed", "_values", "calls", "catch_all", "keys", "scan")
+    __slots__ = ("_bools", "_filed", "_values", "calls", "catch_all", "keys", "scan")
 
-    def __init__(self, deliver: Callable[[list[Clause[T]], Any], None] | None = None) -> None:
-        self._deliver = deliver
+    def __init__(self) -> None:
         self._values: dict[str, dict[Any, list[Clause[T]]]] = {}
         self._bools: dict[str, dict[Any, list[Clause[T]]]] = {}
         self._filed: dict[int, list[Clause[T]]] = {}
         #: (key, value table, bool table) for each key some clause is filed under.
         self.keys: list[tuple[str, dict[Any, list[Clause[T]]], dict[Any, list[Clause[T]]]]] = []
-        #: (key, value -> callable, bool -> callable), as ``keys``.
-        self.calls: list[tuple[str, dict[Any, Callable[[Any], None]], dict[Any, Any]]] = []
+        #: (key, value -> put or bucket, bool -> put or bucket), as ``keys``.
+        self.calls: list[tuple[str, dict[Any, Any], dict[Any, Any]]] = []
         #: Clauses with no scalar item, tested against every message.
         self.scan: list[Clause[T]] = []
         #: Targets with no filter.
@@ -386,10 +380,7 @@ class Index(Generic[T]):
         return tables.get(key, {})
 
     def _refresh(self, key: str, value: Any) -> None:
-        """Recompute the publishing callable of one bucket (see :attr:`calls`)."""
-        deliver = self._deliver
-        if deliver is None:
-            return
+        """Recompute what :attr:`calls` holds for one bucket."""
         for name, values, bools in self.calls:
             if name == key:
                 calls = bools if value.__class__ is bool else values
@@ -399,7 +390,7 @@ class Index(Generic[T]):
                 elif len(bucket) == 1 and bucket[0].put is not None:
                     calls[value] = bucket[0].put
                 else:
-                    calls[value] = functools.partial(deliver, bucket)
+                    calls[value] = bucket
                 return
 
     def candidates(self, msg: Any) -> Iterator[Clause[T]]:

@@ -336,11 +336,12 @@ class Stream(BatchReads):
             Exception: What the next read must raise (a lag, a gap, the error).
         """
         handoff = self._handoff
-        if handoff is None or self._event is not None:
+        if handoff is None or self._event is not None or handoff._busy:
             await self._wait()
             return _AGAIN
         self._reads = 0
         handoff.__init__(loop=self._loop)  # type: ignore[misc]
+        handoff._busy = True
         self._event = handoff
         try:
             return await handoff
@@ -379,6 +380,8 @@ class Stream(BatchReads):
             waiting: Its task's wake-up is still queued (it stays so).
         """
         handoff._waiting = waiting
+        if not waiting:
+            handoff._busy = False
         if self._event is handoff:
             self._event = None
         if not handoff.done() or handoff.cancelled():
@@ -419,6 +422,7 @@ class Stream(BatchReads):
             handoff is not None
             and not self._buf
             and self._event is None
+            and not handoff._busy
             and self._state is _OPEN
             and not self._lost
             and not self._gap_pending
@@ -427,6 +431,7 @@ class Stream(BatchReads):
             # handoff, re-armed, which brings the message (see _wake).
             self._reads = 0
             handoff.__init__(loop=self._loop)  # type: ignore[misc]
+            handoff._busy = True
             self._event = handoff
             return handoff
         return self._anext()
@@ -465,6 +470,21 @@ class Stream(BatchReads):
         if self._state is _CLOSED:
             return
         lost = self.statistics().buffered
+        handoff = self._handoff
+        if (
+            handoff is not None
+            and handoff._waiting
+            and handoff.done()
+            and not handoff.cancelled()
+            and handoff.exception() is None
+        ):
+            # A message handed to a reader that has not run yet goes with the
+            # buffer: the reader sees the end instead.
+            lost += 1
+            self._delivered -= 1
+            handoff.__init__(loop=handoff.get_loop())  # type: ignore[misc]
+            handoff.set_exception(StopAsyncIteration())
+            handoff._log_traceback = False
         self._dropped += lost
         self._state = _CLOSED
         self._buf.clear()

@@ -102,7 +102,9 @@ class Waker:
             handoff = pending[i]
             if not handoff._waiting:
                 continue
-            handoff._waiting = False
+            # The task reads the outcome as it runs: the handoff is free
+            # again for its next wait (which may come within this call).
+            handoff._waiting = handoff._busy = False
             try:
                 handoff._context.run(handoff._callback, handoff)  # type: ignore[union-attr,arg-type]
             except (SystemExit, KeyboardInterrupt):
@@ -143,7 +145,14 @@ class Handoff(asyncio.Future):  # type: ignore[type-arg]
     promoted by the collector) for as long as the task waits.
     """
 
-    __slots__ = ("_callback", "_context", "_stream", "_waiting", "_waker")
+    __slots__ = ("_busy", "_callback", "_context", "_stream", "_waiting", "_waker")
+
+    #: Armed and not yet read: a second reader of the stream must not re-arm
+    #: it (it waits the ordinary way). Cleared when the waker runs the
+    #: waiting task (which reads it) or the outcome is given back; a handoff
+    #: someone else awaits (``wait_for(anext(stream))``) stays busy, and the
+    #: stream's reads go the ordinary way from then on.
+    _busy: bool
 
     _callback: Callable[[Any], object] | None
     _context: Context | None
@@ -200,6 +209,24 @@ class Handoff(asyncio.Future):  # type: ignore[type-arg]
             self._waker.add(self)
         return True
 
+    # Driven as a coroutine too: ``asyncio.create_task(anext(stream))``
+    # takes any object with send, throw and close, as it took the coroutine
+    # that __anext__ used to return.
+
+    def send(self, value: Any) -> Any:
+        """Step as a coroutine: yield to wait, else return the outcome."""
+        if not self.done():
+            self._asyncio_future_blocking = True
+            return self
+        raise StopIteration(self.result())
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        """Raise an exception thrown in (a cancellation), as a waiting coroutine would."""
+        raise typ if val is None else val
+
+    def close(self) -> None:
+        """Nothing to clean up (the stream keeps its own state)."""
+
     def set(self) -> None:
         """Resolve with the stream's next outcome, if it has one (``_put``, ``_wake``)."""
         if not self.done():
@@ -245,6 +272,6 @@ def handoff_for(loop: asyncio.AbstractEventLoop, stream: Any) -> Handoff | None:
     handoff = Handoff(loop=loop)
     handoff._callback = handoff._context = None
     handoff._stream = stream
-    handoff._waiting = False
+    handoff._waiting = handoff._busy = False
     handoff._waker = waker
     return handoff
