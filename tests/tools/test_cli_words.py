@@ -75,9 +75,9 @@ def _closed_port() -> int:
 def test_tap_exits_1_when_the_connection_is_refused() -> None:
     url = f"ws://127.0.0.1:{_closed_port()}"
     start = time.monotonic()
-    done = subprocess.run([*CLI, "tap", url], capture_output=True, text=True, timeout=40)
+    done = subprocess.run([*CLI, "tap", url], capture_output=True, text=True, timeout=90)
     assert done.returncode == 1, done.stderr
-    assert time.monotonic() - start < 30
+    assert time.monotonic() - start < 60  # about 10 s; bounded even on a loaded machine
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"wsmux: error: cannot connect to {url}: 5 attempts failed,"), last
     assert "ConnectionRefusedError" in last
