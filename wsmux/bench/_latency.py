@@ -2,8 +2,10 @@
 
 The server stamps each message with ``time.monotonic_ns()`` (CLOCK_MONOTONIC
 is system-wide on Linux) and the consumer subtracts on receipt. The readers
-run in interleaved rounds, the first quarter of each round dropped as
-warm-up; the result gives the median and the tail (p90, p99, p99.9) of each.
+run in interleaved rounds (six short ones by default, so that a noisy
+stretch of the machine falls on every reader alike), the first quarter of
+each round dropped as warm-up; the result gives the median and the tail
+(p90, p99, p99.9) of each.
 """
 
 from __future__ import annotations

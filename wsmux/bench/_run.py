@@ -151,7 +151,9 @@ def run_bench(
         scen = run_throughput(port, messages, repeat, names, progress, loop, warmup=not quick)
         if latency:
             auto = any(r.name == "f" and r.transport == "picows" for r in scen)
-            lat = run_latency(port, 500 if quick else 6000, progress, loop, auto=auto)
+            lat = run_latency(
+                port, 500 if quick else 2000, progress, loop, rounds=1 if quick else 6, auto=auto
+            )
         nats: dict[str, Any] = {}
         if with_nats:  # feed -> bridge -> nats-server -> consumer processes
             from ._nats import run_nats

@@ -200,7 +200,7 @@ class Stream(BatchReads):
                 waker.pending.append(event)
                 if not waker.scheduled:
                     waker.scheduled = True
-                    event.get_loop().call_soon(waker.flush)
+                    event.get_loop().call_soon(waker.flush, context=waker.context)
             return
         buf = self._buf
         if len(buf) >= self._full_at:

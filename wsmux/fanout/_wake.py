@@ -77,18 +77,21 @@ class Waker:
     the loop: each handoff knows its own.
     """
 
-    __slots__ = ("__weakref__", "pending", "scheduled")
+    __slots__ = ("__weakref__", "context", "pending", "scheduled")
 
     def __init__(self) -> None:
         self.pending: list[Handoff] = []
         self.scheduled = False
+        #: The flush's own context (each callback runs in its task's): one
+        #: made here, not a copy of the publisher's for every flush.
+        self.context = Context()
 
     def add(self, handoff: Handoff) -> None:
         """Queue a resolved handoff's callback; schedule a flush if none is."""
         self.pending.append(handoff)
         if not self.scheduled:
             self.scheduled = True
-            handoff.get_loop().call_soon(self.flush)
+            handoff.get_loop().call_soon(self.flush, context=self.context)
 
     def flush(self) -> None:
         """Run every queued callback, oldest first (a ``call_soon`` callback).
@@ -115,7 +118,7 @@ class Waker:
                     self.pending[:0] = rest
                     if not self.scheduled:
                         self.scheduled = True
-                        rest[0].get_loop().call_soon(self.flush)
+                        rest[0].get_loop().call_soon(self.flush, context=self.context)
                 raise
             except BaseException as exc:
                 handoff.get_loop().call_exception_handler(
@@ -239,7 +242,7 @@ class Handoff(asyncio.Future):  # type: ignore[type-arg]
             waker.pending.append(self)
             if not waker.scheduled:
                 waker.scheduled = True
-                self.get_loop().call_soon(waker.flush)
+                self.get_loop().call_soon(waker.flush, context=waker.context)
 
 
 def _subclass_works() -> bool:
