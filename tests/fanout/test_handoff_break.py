@@ -221,3 +221,42 @@ def test_create_task_of_anext_still_works() -> None:
             assert await task == {"i": i}
 
     asyncio.run(main())
+
+
+# -- a second reader leaving ------------------------------------------------------
+
+
+def test_a_second_reader_cancelled_after_its_wake_leaves_the_first_waiting() -> None:
+    """A waits on its handoff, C joins (a group). m1 goes to A, m2 wakes C,
+    then C is cancelled before it ran (``task.cancel()``: its future is done,
+    so it is cancelled at its next step). A reads m2 too (buffered) and
+    waits again, alone on the handoff; C passes its wake-up on (``forget``
+    -> ``wake_one``), which must not unhook A's wait when there is nothing
+    to hand A: else A never wakes again (m3 stays buffered)."""
+
+    async def main() -> None:
+        hub = Hub()
+        stream = hub.open_stream()
+        got: list[Any] = []
+
+        async def reader() -> None:
+            async for msg in stream:
+                got.append(msg)
+
+        task_a = asyncio.create_task(reader())
+        await _first_wait_done(hub, stream, got)
+        task_c = asyncio.create_task(reader())
+        await _until(lambda: stream._event.__class__.__name__ == "Readers", "C waiting")
+        hub.publish({"i": 1})
+        hub.publish({"i": 2})
+        task_c.cancel()
+        await _until(lambda: task_c.done() and len(got) >= 3, "C gone, m1 and m2 read")
+        hub.publish({"i": 3})
+        hub.close()  # A reads m3, then its iteration ends
+        await asyncio.wait([task_a], timeout=5)
+        hung = not task_a.done()
+        task_a.cancel()
+        assert not hung, f"A never woke: {stream.statistics()}"
+        assert sorted(m["i"] for m in got) == [0, 1, 2, 3]
+
+    asyncio.run(main())

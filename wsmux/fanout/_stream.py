@@ -60,6 +60,12 @@ class Stream(BatchReads):
     timeout around ``receive()``, say) leaves the others waiting, under
     asyncio as under trio.
 
+    Under asyncio, ``anext(stream)`` may return the stream's own reusable
+    future rather than a coroutine (see :mod:`wsmux.fanout._wake`): await it
+    once, as ``async for`` does; a reference kept after that is re-armed by
+    the next ``anext()``. ``asyncio.create_task``, ``wait_for`` and
+    ``gather`` take it as they took the coroutine.
+
     With ``overflow="conflate"`` and a ``key`` (a field name or a function
     of the message), the stream holds at most one message per key: a newer
     one replaces the buffered one, keys are read in the order they were last

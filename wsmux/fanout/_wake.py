@@ -231,9 +231,15 @@ class Handoff(asyncio.Future):  # type: ignore[type-arg]
         """Nothing to clean up (the stream keeps its own state)."""
 
     def set(self) -> None:
-        """Resolve with the stream's next outcome, if it has one (``_put``, ``_wake``)."""
+        """Resolve with the stream's next outcome, if it has one (``_put``, ``_wake``).
+
+        With none (a wake passed on by a reader that left), it stays the
+        stream's waiter.
+        """
         if not self.done():
-            self._stream._resolve(self)
+            stream = self._stream
+            if not stream._resolve(self) and stream._event is None:
+                stream._event = self
 
     def wake(self) -> None:
         """Queue the wake-up of the task waiting on this resolved handoff."""
