@@ -172,6 +172,13 @@ class _Scenario:
             "a live reader does not drain the stream",
         )
         self.check_counts(stream)
+        # Maybe a publish handed to a waiting reader, and a reader cancelled
+        # in the same turn as the end, before or after it.
+        if rng.random() < 0.5:
+            self.publish(hub)
+        cancel = rng.choice(("before", "after", None))
+        if cancel == "before" and self.live():
+            rng.choice(self.live()).cancel()
         end = rng.random()
         if end < 0.4:
             hub.close()
@@ -181,6 +188,8 @@ class _Scenario:
             if rng.random() < 0.5:
                 self.publish(hub)  # maybe handed to a reader that has not run
             stream.close_nowait()
+        if cancel == "after" and self.live():
+            rng.choice(self.live()).cancel()
         await self.until(lambda: not self.live(), "a reader hangs after the end")
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.check_counts(stream)
