@@ -85,3 +85,50 @@ async def test_a_drop_mid_burst_with_100_waiting_readers() -> None:
             counts = stream.statistics()
             assert counts.dropped == 0 and counts.delivered == len(ks) + 1, (i, counts)
         assert got[-1] == got[0], "the block stream got what the others got"
+
+
+@pytest.mark.anyio
+async def test_a_full_block_stream_across_a_drop_then_a_waiting_reader() -> None:
+    """A ``block`` stream (maxsize 2) fills while its reader is held back,
+    the server drops the connection, the reader then reads on and waits:
+    nothing is dropped or doubled, the gap is raised once, and what is sent
+    after the reconnect reaches the waiting reader."""
+    async with FeedServer(symbols=1, kinds=("trade",)) as srv:
+        mux = Multiplexer(srv.url, **FAST)
+        stream = mux.stream_filter(overflow="block", maxsize=2, gaps="raise")
+        got: list[int] = []
+        gaps = 0
+        go = anyio.Event()
+
+        async def read() -> None:
+            nonlocal gaps
+            await go.wait()
+            while True:
+                try:
+                    msg = await stream.receive()
+                except ConnectionGap:
+                    gaps += 1
+                    continue
+                if msg["k"] == "end":
+                    return
+                got.append(msg["k"])
+
+        with anyio.fail_after(20):
+            async with mux, anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                first = (await srv.wait_for_connections_async(1))[0].id
+                for k in range(20):
+                    srv.send({"k": k})
+                await _until(lambda: stream.statistics().buffered >= 2)
+                srv.drop()
+                go.set()
+                await _until(lambda: any(r.id != first for r in srv.open_connections()))
+                await _until(lambda: stream._event is not None)
+                for k in range(100, 100 + AFTER):
+                    srv.send({"k": k})
+                srv.send({"k": "end"})
+        assert len(set(got)) == len(got) and got == sorted(got)
+        assert got[:2] == [0, 1] and got[-AFTER:] == list(range(100, 100 + AFTER))
+        assert gaps == 1
+        counts = stream.statistics()
+        assert counts.dropped == 0 and counts.delivered == len(got) + 1
