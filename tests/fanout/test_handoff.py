@@ -22,7 +22,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from wsmux import ConnectionGap, StreamLagged
+from wsmux import ConnectionGap
 from wsmux.fanout._hub import Hub
 from wsmux.fanout._stream import Stream
 from wsmux.fanout._wake import HANDOFF, Handoff, handoff_for
@@ -317,36 +317,3 @@ def test_the_waker_survives_a_failing_callback_and_requeues_on_keyboard_interrup
         assert calls == ["h3"]
     finally:
         loop.close()
-
-
-@needs_handoff
-@pytest.mark.parametrize("overflow", ["lag", "drop_oldest", "drop_newest"])
-def test_a_message_given_back_to_a_full_stream_follows_its_overflow_policy(overflow: str) -> None:
-    """The buffer filled while the message waited in the handoff: giving it
-    back keeps maxsize (the given-back message is the oldest)."""
-
-    async def main() -> None:
-        hub = Hub()
-        stream = hub.open_stream(maxsize=2, overflow=overflow)  # type: ignore[arg-type]
-        got: list[Any] = []
-
-        async def reader() -> None:
-            async for msg in stream:
-                got.append(msg)
-
-        task = asyncio.create_task(reader())
-        await _read_one_first(hub, stream, got)
-        for i in (1, 2, 3):  # 1 is handed over, 2 and 3 fill the buffer
-            hub.publish({"i": i})
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        counts = stream.statistics()
-        assert counts.buffered == 2 and counts.dropped == 1
-        if overflow == "lag":
-            with pytest.raises(StreamLagged):
-                stream.receive_nowait()
-        rest = [stream.receive_nowait()["i"], stream.receive_nowait()["i"]]
-        assert rest == ([1, 2] if overflow == "drop_newest" else [2, 3])
-
-    _run(main)

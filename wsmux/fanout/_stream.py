@@ -399,18 +399,7 @@ class Stream(BatchReads):
                 self._dropped += 1
                 self._owner._discard(self, 1)
                 return
-            if len(self._buf) < self._full_at or self._policy == "block":
-                self._buf.appendleft(handoff.result())
-            else:
-                # Full since: the oldest message is the one given back, and
-                # the overflow policy drops the oldest (drop_newest would
-                # have kept it, and dropped the newest instead).
-                self._dropped += 1
-                if self._policy == "lag":
-                    self._lost += 1
-                elif self._policy == "drop_newest":
-                    self._buf.pop()
-                    self._buf.appendleft(handoff.result())
+            self._buf.appendleft(handoff.result())
         elif self._state is _CLOSED:
             return
         elif exc.__class__ is ConnectionGap:
