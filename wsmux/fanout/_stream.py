@@ -475,7 +475,6 @@ class Stream(BatchReads):
         """
         if self._state is _CLOSED:
             return
-        lost = self.statistics().buffered
         handoff = self._handoff
         if (
             handoff is not None
@@ -484,13 +483,12 @@ class Stream(BatchReads):
             and not handoff.cancelled()
             and handoff.exception() is None
         ):
-            # A message handed to a reader that has not run yet goes with the
-            # buffer: the reader sees the end instead.
-            lost += 1
-            self._delivered -= 1
-            handoff.__init__(loop=handoff.get_loop())  # type: ignore[misc]
+            # A message handed to a reader that has not run yet goes back to
+            # the buffer, dropped with it: the reader sees the end instead.
+            handoff.reclaim()
             handoff.set_exception(StopAsyncIteration())
             handoff._log_traceback = False
+        lost = self.statistics().buffered
         self._dropped += lost
         self._state = _CLOSED
         self._buf.clear()

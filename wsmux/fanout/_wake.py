@@ -89,6 +89,9 @@ class Waker:
     def add(self, handoff: Handoff) -> None:
         """Queue a resolved handoff's callback; schedule a flush if none is."""
         self.pending.append(handoff)
+        self._schedule(handoff)
+
+    def _schedule(self, handoff: Handoff) -> None:
         if not self.scheduled:
             self.scheduled = True
             handoff.get_loop().call_soon(self.flush, context=self.context)
@@ -116,9 +119,7 @@ class Waker:
                 rest = pending[i + 1 :]
                 if rest:
                     self.pending[:0] = rest
-                    if not self.scheduled:
-                        self.scheduled = True
-                        rest[0].get_loop().call_soon(self.flush, context=self.context)
+                    self._schedule(rest[0])
                 raise
             except BaseException as exc:
                 handoff.get_loop().call_exception_handler(
@@ -202,15 +203,21 @@ class Handoff(asyncio.Future):  # type: ignore[type-arg]
             if stream._event is self:
                 stream._event = None
         elif self._waiting:
-            self._stream._take_back(self, waiting=True)
-            self.__init__(loop=self.get_loop())  # type: ignore[misc]
+            self.reclaim()
             super().cancel(msg)
             return True  # its wake-up is queued already
         else:
             return False
-        if self._waiting:
-            self._waker.add(self)
+        self.wake()
         return True
+
+    def reclaim(self) -> None:
+        """Give a resolved, unread outcome back to the stream; pending again.
+
+        Its task's wake-up stays queued: the caller resolves it anew.
+        """
+        self._stream._take_back(self, waiting=True)
+        self.__init__(loop=self.get_loop())  # type: ignore[misc]
 
     # Driven as a coroutine too: ``asyncio.create_task(anext(stream))``
     # takes any object with send, throw and close, as it took the coroutine
@@ -244,11 +251,7 @@ class Handoff(asyncio.Future):  # type: ignore[type-arg]
     def wake(self) -> None:
         """Queue the wake-up of the task waiting on this resolved handoff."""
         if self._waiting:
-            waker = self._waker
-            waker.pending.append(self)
-            if not waker.scheduled:
-                waker.scheduled = True
-                self.get_loop().call_soon(waker.flush, context=waker.context)
+            self._waker.add(self)
 
 
 def _subclass_works() -> bool:
