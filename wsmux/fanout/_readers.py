@@ -155,7 +155,7 @@ async def wait_for_put(stream: Any) -> None:
         raise
     if REARM and fut.__class__ is Future:
         stream._spare = fut  # awaited to the end: no one else holds it
-    if stream._handoff is None and stream._direct:
+    if stream._handoff is None and stream._buf.__class__ is collections.deque:
         # The one reader's later waits take the handoff (see _wake).
         stream._handoff = handoff_for(loop, stream)
 

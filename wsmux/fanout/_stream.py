@@ -81,7 +81,6 @@ class Stream(BatchReads):
         "_block_at",
         "_buf",
         "_delivered",
-        "_direct",
         "_dropped",
         "_error",
         "_event",
@@ -161,10 +160,9 @@ class Stream(BatchReads):
             self._full_at = self._high = sys.maxsize
         self._event: Any = None  # a future, a Handoff, Readers or an anyio.Event
         self._loop: Any = None  # the consumer's asyncio loop, False under trio
-        # What the one asyncio reader waits on once its loop is known (see
-        # _wake); a plain buffer takes the message with the wake-up itself.
+        # What the one asyncio reader of a plain buffer waits on once its
+        # loop is known (see _wake): the message comes with the wake-up.
         self._handoff: Handoff | None = None
-        self._direct = self._buf.__class__ is _Deque
         self._space: anyio.Event | None = None
         # The future of the last wait, once awaited to the end: re-armed for
         # the next wait when the C future allows it (see _wake.REARM).
